@@ -1,0 +1,50 @@
+"""colab_ssh: turn a Google Colab runtime (or any Linux machine where you are root) into an SSH host.
+
+    from colab_ssh import start_ssh
+    conn = start_ssh()          # prints how to connect; conn.ssh_command, conn.password, ...
+"""
+
+from __future__ import annotations
+
+from .connection import Connection, HostKey
+from .core import start_ssh, stop_ssh
+from .errors import (
+    AuthtokenMissingError,
+    ColabOnlyError,
+    ColabSSHError,
+    InvalidArgumentError,
+    NgrokAuthtokenError,
+    NgrokDownloadError,
+    NgrokSessionLimitError,
+    NgrokTcpNeedsCardError,
+    PackageInstallError,
+    SshdConfigError,
+    SshdStartError,
+    TunnelError,
+    UnsupportedSystemError,
+)
+from .tunnels import Endpoint, Tunnel
+
+__all__ = [
+    "AuthtokenMissingError",
+    "ColabOnlyError",
+    "ColabSSHError",
+    "Connection",
+    "Endpoint",
+    "HostKey",
+    "InvalidArgumentError",
+    "NgrokAuthtokenError",
+    "NgrokDownloadError",
+    "NgrokSessionLimitError",
+    "NgrokTcpNeedsCardError",
+    "PackageInstallError",
+    "SshdConfigError",
+    "SshdStartError",
+    "Tunnel",
+    "TunnelError",
+    "UnsupportedSystemError",
+    "start_ssh",
+    "stop_ssh",
+]
+
+__version__ = "0.1.0"

@@ -1,0 +1,71 @@
+"""Everything that needs Google Colab: secrets, Drive, and telling whether we are in it."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from typing import Any
+
+from .errors import ColabOnlyError
+
+__all__ = ["can_prompt", "in_colab", "mount_drive", "read_colab_secret"]
+
+DRIVE_MOUNT_POINT = "/content/drive"
+
+
+def _colab_module(name: str) -> Any:
+    return importlib.import_module(f"google.colab.{name}")
+
+
+def in_colab() -> bool:
+    try:
+        importlib.import_module("google.colab")
+    except ImportError:
+        return False
+    return True
+
+
+def read_colab_secret(name: str) -> tuple[str | None, str]:
+    """The secret's value, or None and why not (for an error message that lists what we tried)."""
+    try:
+        userdata = _colab_module("userdata")
+    except ImportError:
+        return None, "not in Colab"
+    try:
+        value = userdata.get(name)
+    except Exception as error:
+        reason = {
+            "SecretNotFoundError": "no such secret",
+            "NotebookAccessError": "the notebook has no access to it (toggle access in the key panel)",
+        }.get(type(error).__name__, f"unreadable ({type(error).__name__})")
+        return None, reason
+    if not value:
+        return None, "empty"
+    return str(value), "found"
+
+
+def mount_drive() -> str:
+    """Mount Google Drive at /content/drive (Colab asks the user to authorise it)."""
+    try:
+        drive = _colab_module("drive")
+    except ImportError:
+        raise ColabOnlyError(
+            "mount_drive=True needs Google Colab (google.colab is not importable here). On other"
+            " machines, mount your storage yourself and leave mount_drive off."
+        ) from None
+    drive.mount(DRIVE_MOUNT_POINT)
+    return DRIVE_MOUNT_POINT
+
+
+def can_prompt() -> bool:
+    """Whether there is someone to ask: a terminal, or a notebook front end that accepts input."""
+    stdin = sys.stdin
+    if stdin is not None and stdin.isatty():
+        return True
+    try:
+        from IPython.core.getipython import get_ipython
+    except ImportError:
+        return False
+    shell = get_ipython()  # type: ignore[no-untyped-call]
+    kernel = getattr(shell, "kernel", None)
+    return bool(getattr(kernel, "_allow_stdin", False))

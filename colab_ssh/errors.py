@@ -1,0 +1,91 @@
+"""One exception tree for everything that can go wrong, each class carrying its evidence.
+
+Every message says what went wrong and what to do about it; callers that want to branch
+can use the class and its attributes instead of parsing text.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AuthtokenMissingError",
+    "ColabOnlyError",
+    "ColabSSHError",
+    "InvalidArgumentError",
+    "NgrokAuthtokenError",
+    "NgrokDownloadError",
+    "NgrokSessionLimitError",
+    "NgrokTcpNeedsCardError",
+    "PackageInstallError",
+    "SshdConfigError",
+    "SshdStartError",
+    "TunnelError",
+    "UnsupportedSystemError",
+]
+
+
+class ColabSSHError(Exception):
+    """Base class of every error raised by colab_ssh."""
+
+
+class UnsupportedSystemError(ColabSSHError):
+    """Not Linux, or not root: nothing was changed on the machine."""
+
+
+class InvalidArgumentError(ColabSSHError, ValueError):
+    """An argument of start_ssh() is unusable; raised before anything is changed."""
+
+
+class ColabOnlyError(ColabSSHError):
+    """A Colab-only feature (Drive, Colab secrets) was asked for outside Colab."""
+
+
+class PackageInstallError(ColabSSHError):
+    """apt-get could not install a package; ``output_tail`` holds the end of its output."""
+
+    def __init__(self, message: str, *, output_tail: str) -> None:
+        super().__init__(f"{message}\n--- last lines of apt-get's output ---\n{output_tail}")
+        self.output_tail = output_tail
+
+
+class SshdConfigError(ColabSSHError):
+    """``sshd -t`` rejected the generated configuration; the previous one was restored."""
+
+    def __init__(self, message: str, *, sshd_message: str) -> None:
+        super().__init__(f"{message}\nsshd said: {sshd_message}")
+        self.sshd_message = sshd_message
+
+
+class SshdStartError(ColabSSHError):
+    """sshd did not come up; ``log_tail`` holds the end of its log."""
+
+    def __init__(self, message: str, *, log_tail: str) -> None:
+        super().__init__(f"{message}\n--- last lines of sshd's log ---\n{log_tail}")
+        self.log_tail = log_tail
+
+
+class TunnelError(ColabSSHError):
+    """The tunnel could not be opened; ``code`` is the provider's error code when it gave one."""
+
+    def __init__(self, message: str, *, code: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class AuthtokenMissingError(TunnelError):
+    """No ngrok authtoken in any of the places we look, and no one to ask."""
+
+
+class NgrokAuthtokenError(TunnelError):
+    """ngrok rejected the authtoken (ERR_NGROK_105) or wants one (ERR_NGROK_4018)."""
+
+
+class NgrokSessionLimitError(TunnelError):
+    """Another ngrok agent already uses this account's sessions (ERR_NGROK_108)."""
+
+
+class NgrokTcpNeedsCardError(TunnelError):
+    """ngrok refuses TCP endpoints to free accounts without a card on file (ERR_NGROK_8013)."""
+
+
+class NgrokDownloadError(TunnelError):
+    """The ngrok agent binary could not be downloaded (usually: no internet)."""

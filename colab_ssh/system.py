@@ -1,0 +1,246 @@
+"""The few places that read or change the machine: checks, packages, keys, passwords, files."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import secrets
+import shutil
+import socket
+import string
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from .connection import HostKey
+from .errors import ColabSSHError, PackageInstallError, UnsupportedSystemError
+
+__all__ = [
+    "check_system",
+    "ensure_host_keys",
+    "ensure_package",
+    "find_program",
+    "generate_password",
+    "host_key_fingerprints",
+    "local_address",
+    "read_password_hash",
+    "restore_file",
+    "set_password",
+    "set_password_hash",
+    "tail",
+    "write_file",
+]
+
+PASSWORD_ALPHABET = string.ascii_letters + string.digits
+PASSWORD_LENGTH = 24
+# sbin is not on every user's PATH, but sshd and chpasswd live there.
+_SBIN = "/usr/local/sbin:/usr/sbin:/sbin"
+# Signs in apt's output that the package lists are missing or stale: worth one `apt-get update`.
+_STALE_LISTS = (
+    "Unable to locate package",
+    "has no installation candidate",
+    "Failed to fetch",
+    "404  Not Found",
+    "404 Not Found",
+)
+# While we install, keep Debian's maintainer scripts from starting the system's own sshd on port 22.
+_POLICY_RC_D = "#!/bin/sh\n# Written by colab_ssh for the length of one apt-get install.\nexit 101\n"
+
+
+def check_system(platform: str = sys.platform, euid: Callable[[], int] = os.geteuid) -> None:
+    """Linux and root, or a clear refusal before anything is touched."""
+    if not platform.startswith("linux"):
+        raise UnsupportedSystemError(
+            f"colab_ssh runs on the Linux machine that should become the SSH host (a Colab runtime,"
+            f" a VM); this is {platform!r}. Run start_ssh() inside the notebook runtime, not on your laptop."
+        )
+    if euid() != 0:
+        raise UnsupportedSystemError(
+            "colab_ssh needs root (it installs openssh-server, writes sshd's config and sets a password);"
+            f" this process runs as uid {euid()}. Colab runtimes run as root; elsewhere use `sudo`."
+        )
+
+
+def find_program(name: str) -> str | None:
+    """Absolute path of a program, looking in sbin too (sshd must be started by absolute path)."""
+    path = os.environ.get("PATH", "")
+    return shutil.which(name, path=f"{path}:{_SBIN}" if path else _SBIN)
+
+
+def tail(text: str, lines: int = 15) -> str:
+    return "\n".join(text.strip().splitlines()[-lines:])
+
+
+def _run_apt(argv: list[str], log_path: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    result = subprocess.run(
+        argv, stdin=subprocess.DEVNULL, capture_output=True, text=True, env=env, check=False
+    )
+    with log_path.open("a") as log:
+        log.write(f"$ {' '.join(argv)}\n{result.stdout}{result.stderr}\n")
+    return result
+
+
+def ensure_package(
+    program: str,
+    package: str,
+    *,
+    log_path: Path,
+    apt_get: str = "apt-get",
+    policy_rc_d: Path = Path("/usr/sbin/policy-rc.d"),
+) -> str:
+    """Path of ``program``, installing ``package`` with apt first if it is missing.
+
+    No ``apt-get update`` unless the install fails for missing or stale package lists
+    (it costs tens of seconds on a fresh runtime); then one update and one retry.
+    """
+    found = find_program(program)
+    if found:
+        return found
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    install = [apt_get, "install", "-y", "-q", "--no-install-recommends", package]
+    wrote_policy = not policy_rc_d.exists()
+    if wrote_policy:
+        write_file(policy_rc_d, _POLICY_RC_D, mode=0o755)
+    try:
+        result = _run_apt(install, log_path)
+        output = result.stdout + result.stderr
+        if result.returncode != 0 and any(sign in output for sign in _STALE_LISTS):
+            update = _run_apt([apt_get, "update", "-q"], log_path)
+            result = _run_apt(install, log_path)
+            output = update.stdout + update.stderr + result.stdout + result.stderr
+    finally:
+        if wrote_policy:
+            policy_rc_d.unlink(missing_ok=True)
+    if result.returncode != 0:
+        raise PackageInstallError(
+            f"Could not install {package} with apt-get (exit code {result.returncode}). Check the"
+            f" runtime's internet access, or install it yourself: apt-get install {package}",
+            output_tail=tail(output),
+        )
+    found = find_program(program)
+    if not found:
+        raise PackageInstallError(
+            f"apt-get installed {package}, but {program} is still not on PATH or in /usr/sbin.",
+            output_tail=tail(output),
+        )
+    return found
+
+
+def ensure_host_keys(host_keys_dir: Path, ssh_keygen: str = "ssh-keygen") -> list[Path]:
+    """The host keys sshd should use; generates an Ed25519 key when none exists.
+
+    Ed25519 alone is fast to make and every OpenSSH client since 2014 speaks it;
+    RSA and ECDSA keys already present are used too.
+    """
+    candidates = [host_keys_dir / f"ssh_host_{kind}_key" for kind in ("ed25519", "ecdsa", "rsa")]
+    if not candidates[0].exists():
+        host_keys_dir.mkdir(parents=True, exist_ok=True)
+        subprocess.run(
+            [ssh_keygen, "-q", "-t", "ed25519", "-N", "", "-C", "colab_ssh", "-f", str(candidates[0])],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            check=True,
+        )
+    return [path for path in candidates if path.exists() and path.with_suffix(".pub").exists()]
+
+
+def host_key_fingerprints(private_keys: list[Path]) -> tuple[HostKey, ...]:
+    """SHA256 fingerprints as ``ssh-keygen -l`` prints them, computed from the .pub files."""
+    keys = []
+    for path in private_keys:
+        kind, blob = path.with_suffix(".pub").read_text().split()[:2]
+        digest = hashlib.sha256(base64.b64decode(blob)).digest()
+        keys.append(HostKey(kind, "SHA256:" + base64.b64encode(digest).decode().rstrip("=")))
+    return tuple(keys)
+
+
+def generate_password() -> str:
+    return "".join(secrets.choice(PASSWORD_ALPHABET) for _ in range(PASSWORD_LENGTH))
+
+
+def _chpasswd(line: str, *, encrypted: bool, chpasswd: str) -> None:
+    # The secret goes through stdin: never in an argument list that `ps` shows.
+    argv = [chpasswd, "-e"] if encrypted else [chpasswd]
+    result = subprocess.run(argv, input=line + "\n", capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        user = line.split(":", 1)[0]
+        raise ColabSSHError(f"chpasswd could not set the password of {user!r}: {result.stderr.strip()}")
+
+
+def set_password(user: str, password: str, chpasswd: str = "chpasswd") -> None:
+    _chpasswd(f"{user}:{password}", encrypted=False, chpasswd=chpasswd)
+
+
+def read_password_hash(shadow_file: Path, user: str) -> str | None:
+    """The user's current password hash, so a failed start can put it back."""
+    try:
+        lines = shadow_file.read_text().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        fields = line.split(":")
+        if len(fields) > 1 and fields[0] == user:
+            return fields[1]
+    return None
+
+
+def set_password_hash(user: str, password_hash: str, chpasswd: str = "chpasswd") -> None:
+    _chpasswd(f"{user}:{password_hash}", encrypted=True, chpasswd=chpasswd)
+
+
+def write_file(path: Path, text: str, *, mode: int) -> bytes | None:
+    """Atomically replace ``path`` (created with ``mode`` from the start); returns the old bytes.
+
+    Writing to a temporary file and renaming means a reader never sees half a file, and a
+    secret is never readable by others, not even for an instant.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        previous: bytes | None = path.read_bytes()
+    except FileNotFoundError:
+        previous = None
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+        temporary.chmod(mode)  # the umask may have narrowed it
+        temporary.replace(path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+    return previous
+
+
+def restore_file(path: Path, previous: bytes | None) -> None:
+    """Undo write_file(): put the old bytes back, or remove a file that did not exist."""
+    if previous is None:
+        path.unlink(missing_ok=True)
+    else:
+        mode = path.stat().st_mode & 0o777 if path.exists() else 0o600
+        temporary = path.with_name(f".{path.name}.{os.getpid()}.restore")
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(previous)
+        temporary.replace(path)
+
+
+def local_address() -> str:
+    """This machine's address on its network, for tunnel="none" (no packet is sent)."""
+    try:
+        output = subprocess.run(
+            ["hostname", "-I"], capture_output=True, text=True, check=False, timeout=5
+        ).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        output = ""
+    for address in output.split():
+        if ":" not in address and not address.startswith("127."):
+            return address
+    try:
+        address = socket.gethostbyname(socket.gethostname())
+    except OSError:
+        return "127.0.0.1"
+    return address
