@@ -1,7 +1,7 @@
 """colab_ssh: turn a Google Colab runtime (or any Linux machine where you are root) into an SSH host.
 
-    from colab_ssh import start_ssh
-    conn = start_ssh()          # prints how to connect; conn.ssh_command, conn.password, ...
+from colab_ssh import start_ssh
+conn = start_ssh()          # prints how to connect; conn.ssh_command, conn.password, ...
 """
 
 from __future__ import annotations

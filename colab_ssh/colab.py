@@ -6,7 +6,7 @@ import importlib
 import sys
 from typing import Any
 
-from .errors import ColabOnlyError
+from .errors import ColabOnlyError, ColabSSHError
 
 __all__ = ["can_prompt", "in_colab", "mount_drive", "read_colab_secret"]
 
@@ -53,7 +53,13 @@ def mount_drive() -> str:
             "mount_drive=True needs Google Colab (google.colab is not importable here). On other"
             " machines, mount your storage yourself and leave mount_drive off."
         ) from None
-    drive.mount(DRIVE_MOUNT_POINT)
+    try:
+        drive.mount(DRIVE_MOUNT_POINT)
+    except Exception as error:  # Colab raises assorted errors when authorisation fails
+        raise ColabSSHError(
+            f"Mounting Google Drive at {DRIVE_MOUNT_POINT} failed ({type(error).__name__}: {error})."
+            " Allow access in the pop-up, or start without mount_drive=True."
+        ) from error
     return DRIVE_MOUNT_POINT
 
 

@@ -57,8 +57,9 @@ class _Request:
 class _Session:
     """The sshd and tunnel this process runs, and the connection details they give."""
 
-    def __init__(self, request: _Request, sshd: SshdProcess, tunnel: Tunnel, connection: Connection,
-                 sshd_binary: str) -> None:
+    def __init__(
+        self, request: _Request, sshd: SshdProcess, tunnel: Tunnel, connection: Connection, sshd_binary: str
+    ) -> None:
         self.request = request
         self.sshd = sshd
         self.tunnel = tunnel

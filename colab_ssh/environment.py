@@ -24,8 +24,21 @@ NVIDIA_LIBRARY_DIR = "/usr/lib64-nvidia"
 # (another user, another terminal, another working directory).
 _PER_SESSION = frozenset(
     {
-        "HOME", "USER", "LOGNAME", "SHELL", "MAIL", "PWD", "OLDPWD", "SHLVL", "_",
-        "TERM", "COLUMNS", "LINES", "HOSTNAME", "DISPLAY", "SSH_AUTH_SOCK",
+        "HOME",
+        "USER",
+        "LOGNAME",
+        "SHELL",
+        "MAIL",
+        "PWD",
+        "OLDPWD",
+        "SHLVL",
+        "_",
+        "TERM",
+        "COLUMNS",
+        "LINES",
+        "HOSTNAME",
+        "DISPLAY",
+        "SSH_AUTH_SOCK",
     }
 )
 
@@ -33,9 +46,12 @@ _PER_SESSION = frozenset(
 _KERNEL_ONLY = frozenset(
     {
         "MPLBACKEND",  # inline matplotlib backend: breaks plotting in a terminal
-        "PAGER", "GIT_PAGER",  # "cat": set so pagers don't block the kernel; a terminal wants less
+        "PAGER",
+        "GIT_PAGER",  # "cat": set so pagers don't block the kernel; a terminal wants less
         "CLICOLOR",  # set for the notebook's output renderer
-        "KMP_LISTEN_PORT", "KMP_TARGET_PORT", "KMP_EXTRA_ARGS",  # Colab's kernel-manager proxy
+        "KMP_LISTEN_PORT",
+        "KMP_TARGET_PORT",
+        "KMP_EXTRA_ARGS",  # Colab's kernel-manager proxy
         "_PYVIZ_COMMS_INSTALLED",
     }
 )

@@ -19,7 +19,6 @@ from pathlib import Path
 import pytest
 
 from colab_ssh import Connection, stop_ssh
-from colab_ssh.sshd import descendants
 
 TESTS = Path(__file__).parent
 STAND_IN_NGROK = TESTS / "stand_ins" / "ngrok"
@@ -114,8 +113,10 @@ class NgrokCloud:
     state: Path
     accounts: dict[str, dict[str, object]] = field(default_factory=dict)
 
-    def add_account(self, token: str, *, card: bool = True, max_sessions: int = 3) -> str:
-        self.accounts[token] = {"card": card, "max_sessions": max_sessions}
+    def add_account(
+        self, token: str, *, card: bool = True, max_sessions: int = 3, verified: bool = True
+    ) -> str:
+        self.accounts[token] = {"card": card, "max_sessions": max_sessions, "verified": verified}
         self.accounts_file.write_text(json.dumps(self.accounts))
         return token
 
@@ -175,29 +176,51 @@ class SshClient:
 
     def options(self) -> list[str]:
         return [
-            "-o", "StrictHostKeyChecking=no",
-            "-o", f"UserKnownHostsFile={self.known_hosts}",
-            "-o", "PubkeyAuthentication=no",
-            "-o", "ConnectTimeout=10",
-            "-o", "LogLevel=ERROR",
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            f"UserKnownHostsFile={self.known_hosts}",
+            "-o",
+            "PubkeyAuthentication=no",
+            "-o",
+            "ConnectTimeout=10",
+            "-o",
+            "LogLevel=ERROR",
         ]
 
     def run(
-        self, connection: Connection, command: str, *, password: str | None = None, tty: bool = False,
-        stdin: str | None = None, host: str | None = None, port: int | None = None, timeout: float = 30,
+        self,
+        connection: Connection,
+        command: str,
+        *,
+        password: str | None = None,
+        tty: bool = False,
+        stdin: str | None = None,
+        host: str | None = None,
+        port: int | None = None,
+        timeout: float = 30,
     ) -> subprocess.CompletedProcess[str]:
         secret = connection.password if password is None else password
         argv = [
-            "sshpass", "-e", "ssh", *self.options(),
-            "-p", str(port or connection.port),
+            "sshpass",
+            "-e",
+            "ssh",
+            *self.options(),
+            "-p",
+            str(port or connection.port),
             *(["-tt"] if tty else []),
             f"{connection.user}@{host or connection.host}",
         ]
         if command:
             argv.append(command)
         return subprocess.run(
-            argv, input=stdin, capture_output=True, text=True, timeout=timeout,
-            env={**os.environ, "SSHPASS": secret or ""}, check=False,
+            argv,
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env={**os.environ, "SSHPASS": secret or ""},
+            check=False,
         )
 
 

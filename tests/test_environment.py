@@ -20,7 +20,7 @@ from .conftest import SshClient
 KERNEL_ENV_FILE = Path(__file__).parent / "data" / "colab-kernel-env.txt"
 # Tricky values a kernel environment can hold; sshd's config quoting must carry them unchanged.
 TRICKY = {
-    "CS_QUOTES": 'say "hi" and \'bye\'',
+    "CS_QUOTES": "say \"hi\" and 'bye'",
     "CS_BACKSLASH": "C:\\path\\to\\thing\\",
     "CS_HASH": "#not a comment = still # value",
     "CS_DOLLAR": "$HOME and `date` stay literal",
@@ -48,8 +48,9 @@ def start_in_kernel_environment(environ: dict[str, str], user: str, port: int, s
         "print(json.dumps({'host': c.host, 'port': c.port, 'user': c.user, 'password': c.password,"
         " 'local_port': c.local_port, 'tunnel': c.tunnel}))"
     )
-    result = subprocess.run([sys.executable, "-c", script], env=environ, capture_output=True, text=True,
-                            timeout=60, check=False)
+    result = subprocess.run(
+        [sys.executable, "-c", script], env=environ, capture_output=True, text=True, timeout=60, check=False
+    )
     assert result.returncode == 0, result.stderr
     return Connection(**json.loads(result.stdout))
 
@@ -64,20 +65,48 @@ def test_selection_keeps_cuda_and_path_and_drops_kernel_only_variables():
 
     assert selected["PATH"] == kernel["PATH"]
     assert selected["LD_LIBRARY_PATH"].split(":")[0] == NVIDIA_LIBRARY_DIR
-    for kept in ("CUDA_VERSION", "COLAB_GPU", "COLAB_RELEASE_TAG", "NVIDIA_VISIBLE_DEVICES", "LANG",
-                 "PYTHONPATH", "TF_FORCE_GPU_ALLOW_GROWTH", "NVIDIA_REQUIRE_CUDA"):
+    for kept in (
+        "CUDA_VERSION",
+        "COLAB_GPU",
+        "COLAB_RELEASE_TAG",
+        "NVIDIA_VISIBLE_DEVICES",
+        "LANG",
+        "PYTHONPATH",
+        "TF_FORCE_GPU_ALLOW_GROWTH",
+        "NVIDIA_REQUIRE_CUDA",
+    ):
         assert selected[kept] == kernel[kept]
-    for dropped in ("MPLBACKEND", "JPY_PARENT_PID", "JPY_SESSION_NAME", "PYDEVD_USE_FRAME_EVAL", "PAGER",
-                    "GIT_PAGER", "CLICOLOR", "TERM", "SHLVL", "PWD", "OLDPWD", "_", "HOME", "HOSTNAME",
-                    "KMP_LISTEN_PORT", "KMP_EXTRA_ARGS", "COLAB_KERNEL_MANAGER_PROXY_HOST",
-                    "COLAB_JUPYTER_TOKEN", "NGROK_AUTHTOKEN", "MY_API_KEY"):
+    for dropped in (
+        "MPLBACKEND",
+        "JPY_PARENT_PID",
+        "JPY_SESSION_NAME",
+        "PYDEVD_USE_FRAME_EVAL",
+        "PAGER",
+        "GIT_PAGER",
+        "CLICOLOR",
+        "TERM",
+        "SHLVL",
+        "PWD",
+        "OLDPWD",
+        "_",
+        "HOME",
+        "HOSTNAME",
+        "KMP_LISTEN_PORT",
+        "KMP_EXTRA_ARGS",
+        "COLAB_KERNEL_MANAGER_PROXY_HOST",
+        "COLAB_JUPYTER_TOKEN",
+        "NGROK_AUTHTOKEN",
+        "MY_API_KEY",
+    ):
         assert dropped not in selected
     assert list(selected) == sorted(selected)
 
 
 def test_nvidia_libraries_are_added_when_the_kernel_lacks_them():
     assert session_environment({})["LD_LIBRARY_PATH"] == NVIDIA_LIBRARY_DIR
-    assert session_environment({"LD_LIBRARY_PATH": "/a:/b"})["LD_LIBRARY_PATH"] == f"/a:/b:{NVIDIA_LIBRARY_DIR}"
+    assert (
+        session_environment({"LD_LIBRARY_PATH": "/a:/b"})["LD_LIBRARY_PATH"] == f"/a:/b:{NVIDIA_LIBRARY_DIR}"
+    )
 
 
 def test_values_with_control_characters_are_left_out():
@@ -93,7 +122,9 @@ def test_setenv_quoting_escapes_only_what_sshd_unescapes(value):
 
 def test_profile_script_is_valid_shell_that_exports_the_values():
     script = render_profile_script(TRICKY)
-    result = subprocess.run(["sh", "-c", script + "env -0"], env={}, capture_output=True, text=True, check=True)
+    result = subprocess.run(
+        ["sh", "-c", script + "env -0"], env={}, capture_output=True, text=True, check=True
+    )
     exported = parse_env0(result.stdout)
     for name, value in TRICKY.items():
         assert exported[name] == value
@@ -122,8 +153,10 @@ def test_interactive_login_shells_get_the_kernel_environment(kernel_session, ssh
     """Debian's /etc/profile resets PATH for login shells; the profile.d script puts it back."""
     connection, expected = kernel_session
     # '@@''X=' keeps the echoed input line from matching the markers.
-    commands = "".join(f'echo "@@""{name}=${name}@@"\n' for name in ("PATH", "LD_LIBRARY_PATH", "CUDA_VERSION",
-                                                                    "CS_HASH", "CS_QUOTES"))
+    commands = "".join(
+        f'echo "@@""{name}=${name}@@"\n'
+        for name in ("PATH", "LD_LIBRARY_PATH", "CUDA_VERSION", "CS_HASH", "CS_QUOTES")
+    )
     result = ssh.run(connection, "", tty=True, stdin=commands + "exit\n")
 
     assert result.returncode == 0, result.stderr

@@ -38,8 +38,11 @@ def start_local(user: str, port: int, state_dir: Path, **options: object):
 
 
 def sshd_pids(state_dir: Path) -> list[int]:
-    return [pid for pid in our_processes(state_dir)
-            if b"sshd" in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0]]
+    return [
+        pid
+        for pid in our_processes(state_dir)
+        if b"sshd" in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0]
+    ]
 
 
 def test_password_login_with_the_real_client(test_user, port, state_dir, ssh: SshClient):
@@ -166,11 +169,14 @@ def test_stop_ssh_ends_sshd_and_open_sessions(test_user, port, state_dir, ssh: S
     session = subprocess.Popen(
         ["sshpass", "-e", "ssh", *ssh.options(), "-p", str(port), f"{test_user}@127.0.0.1", "sleep 60"],
         env={**os.environ, "SSHPASS": connection.password or ""},
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     deadline = time.monotonic() + 10
-    while not any(b"sleep" in p.read_bytes() for p in Path("/proc").glob("[0-9]*/cmdline")
-                  if p.exists()) and time.monotonic() < deadline:
+    while (
+        not any(b"sleep" in p.read_bytes() for p in Path("/proc").glob("[0-9]*/cmdline") if p.exists())
+        and time.monotonic() < deadline
+    ):
         time.sleep(0.05)
 
     stop_ssh()
@@ -186,8 +192,13 @@ def test_stop_ssh_from_a_new_process_stops_what_an_earlier_one_left(test_user, p
         "from colab_ssh import start_ssh;"
         f"start_ssh(tunnel='none', port={port}, user={test_user!r}, state_dir={str(state_dir)!r}, quiet=True)"
     )
-    subprocess.run([os.sys.executable, "-c", script], check=True, timeout=60,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run(
+        [os.sys.executable, "-c", script],
+        check=True,
+        timeout=60,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     assert len(sshd_pids(state_dir)) == 1
 
     stop_ssh(state_dir=state_dir)
@@ -217,10 +228,20 @@ def test_sshfs_mount_reads_and_writes(test_user, port, state_dir, tmp_path):
     mount_point.mkdir()
 
     mount = subprocess.run(
-        ["sshfs", "-p", str(port), "-o", "password_stdin,StrictHostKeyChecking=no,"
-         f"UserKnownHostsFile={tmp_path / 'kh'},reconnect,ServerAliveInterval=15",
-         f"{test_user}@127.0.0.1:{home}", str(mount_point)],
-        input=connection.password + "\n", capture_output=True, text=True, timeout=30,
+        [
+            "sshfs",
+            "-p",
+            str(port),
+            "-o",
+            "password_stdin,StrictHostKeyChecking=no,"
+            f"UserKnownHostsFile={tmp_path / 'kh'},reconnect,ServerAliveInterval=15",
+            f"{test_user}@127.0.0.1:{home}",
+            str(mount_point),
+        ],
+        input=connection.password + "\n",
+        capture_output=True,
+        text=True,
+        timeout=30,
     )
     assert mount.returncode == 0, mount.stderr
     try:
@@ -232,7 +253,9 @@ def test_sshfs_mount_reads_and_writes(test_user, port, state_dir, tmp_path):
         subprocess.run(["fusermount", "-u", str(mount_point)], check=False, capture_output=True)
 
 
-def test_mount_drive_mounts_and_points_sshfs_at_my_drive(test_user, port, state_dir, colab: ColabStub, capsys):
+def test_mount_drive_mounts_and_points_sshfs_at_my_drive(
+    test_user, port, state_dir, colab: ColabStub, capsys
+):
     connection = start_ssh(tunnel="none", port=port, user=test_user, state_dir=state_dir, mount_drive=True)
 
     assert colab.mounts == ["/content/drive"]

@@ -138,7 +138,7 @@ class NgrokTunnel:
             paths.ngrok_launcher,
             "#!/bin/sh\n"
             "# Written by colab_ssh: runs the ngrok agent with no terminal input and its stderr in a log.\n"
-            f"exec {shlex.quote(str(agent))} \"$@\" </dev/null 2>>{shlex.quote(str(paths.ngrok_log))}\n",
+            f'exec {shlex.quote(str(agent))} "$@" </dev/null 2>>{shlex.quote(str(paths.ngrok_log))}\n',
             mode=0o700,
         )
 
