@@ -19,6 +19,7 @@ __all__ = [
     "descendants",
     "port_in_use",
     "require_free_port",
+    "session_members",
     "stop_stale_process",
     "terminate_pid",
     "validate_config",
@@ -91,25 +92,37 @@ def _is_zombie(pid: int) -> bool:
     return stat.rsplit(")", 1)[-1].split()[0] == "Z"
 
 
-def descendants(pid: int) -> list[int]:
-    """Every live process below ``pid``, children first found first."""
-    children: dict[int, list[int]] = {}
+def _process_table() -> list[tuple[int, int, int]]:
+    """(pid, parent pid, session id) of every process."""
+    table = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
-            stat = (entry / "stat").read_text()
+            fields = (entry / "stat").read_text().rsplit(")", 1)[-1].split()
         except OSError:
             continue
-        parent = int(stat.rsplit(")", 1)[-1].split()[1])
-        children.setdefault(parent, []).append(int(entry.name))
+        table.append((int(entry.name), int(fields[1]), int(fields[3])))
+    return table
+
+
+def descendants(*roots: int) -> list[int]:
+    """Every process below the given ones."""
+    children: dict[int, list[int]] = {}
+    for pid, parent, _session in _process_table():
+        children.setdefault(parent, []).append(pid)
     found: list[int] = []
-    pending = [pid]
+    pending = list(roots)
     while pending:
         for child in children.get(pending.pop(), []):
             found.append(child)
             pending.append(child)
     return found
+
+
+def session_members(session_id: int) -> list[int]:
+    """Processes still in a session, e.g. a dead sshd listener's connection handlers."""
+    return [pid for pid, _parent, session in _process_table() if session == session_id and pid != session_id]
 
 
 def terminate_pid(pid: int, timeout: float = 3.0) -> None:
@@ -136,7 +149,8 @@ def stop_stale_process(pid_file: Path, marker: str) -> None:
     if pid != os.getpid() and any(marker in part for part in _process_command_line(pid)):
         below = descendants(pid)
         terminate_pid(pid)
-        for child in below:
+        late = session_members(pid)
+        for child in dict.fromkeys([*below, *late, *descendants(*late)]):
             terminate_pid(child, timeout=1.0)
     pid_file.unlink(missing_ok=True)
 
@@ -203,7 +217,8 @@ class SshdProcess:
 
     def stop(self) -> None:
         """Stop the listener and every session it started (they would outlive it otherwise)."""
-        sessions = descendants(self.process.pid)
+        listener = self.process.pid
+        sessions = descendants(listener)
         if self.process.poll() is None:
             self.process.terminate()
             try:
@@ -211,7 +226,9 @@ class SshdProcess:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
-        for pid in sessions:
+        # A connection accepted while we looked is in the listener's session, now orphaned.
+        late = session_members(listener)
+        for pid in dict.fromkeys([*sessions, *late, *descendants(*late)]):
             terminate_pid(pid, timeout=1.0)
 
 

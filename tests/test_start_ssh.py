@@ -173,15 +173,14 @@ def test_stop_ssh_ends_sshd_and_open_sessions(test_user, port, state_dir, ssh: S
         stderr=subprocess.DEVNULL,
     )
     deadline = time.monotonic() + 10
-    while (
-        not any(b"sleep" in p.read_bytes() for p in Path("/proc").glob("[0-9]*/cmdline") if p.exists())
-        and time.monotonic() < deadline
-    ):
+    while not any("sleep 60" in line for line in live_processes_of(test_user)):
+        assert time.monotonic() < deadline, "the ssh session did not start"
         time.sleep(0.05)
 
     stop_ssh()
 
-    assert our_processes(state_dir) == []
+    left = our_processes(state_dir)
+    assert left == [], [Path(f"/proc/{pid}/cmdline").read_bytes() for pid in left]
     assert session.wait(timeout=10) != 0
     assert live_processes_of(test_user) == []
     stop_ssh()  # harmless when nothing runs
