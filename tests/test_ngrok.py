@@ -125,6 +125,9 @@ def test_unknown_token_err_ngrok_105(test_user, port, state_dir, ngrok_cloud: Ng
     assert "dashboard.ngrok.com/get-started/your-authtoken" in message
     assert token not in message  # the agent echoes it; we must not
     assert raised.value.__cause__ is None and raised.value.__suppress_context__
+    assert "Your authtoken" in (state_dir / "ngrok.log").read_text()  # the agent did echo it...
+    for path in state_dir.rglob("*"):  # ...and no file keeps it
+        assert not path.is_file() or token not in path.read_text(errors="replace"), path
     assert_nothing_left(state_dir)
     assert not (state_dir / "sshd.pid").exists()
 

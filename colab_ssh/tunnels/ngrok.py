@@ -11,6 +11,7 @@ Three things pyngrok would do by default that we avoid:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -141,6 +142,9 @@ class NgrokTunnel:
             f'exec {shlex.quote(str(agent))} "$@" </dev/null 2>>{shlex.quote(str(paths.ngrok_log))}\n',
             mode=0o700,
         )
+        # The agent writes a rejected token to stderr: the log is private from its first byte.
+        paths.ngrok_log.touch(mode=0o600)
+        paths.ngrok_log.chmod(0o600)
 
     def open(self, local_port: int) -> Endpoint:
         agent = self._agent_path()
@@ -160,13 +164,13 @@ class NgrokTunnel:
         try:
             tunnel = ngrok.connect(str(local_port), "tcp", pyngrok_config=config)
         except PyngrokNgrokHTTPError as error:  # a subclass of PyngrokNgrokError: first
-            self.close()
+            self._fail()
             raise ngrok_error_for(_http_error_detail(error), self._authtoken) from None
         except PyngrokNgrokError as error:
-            self.close()
+            self._fail()
             raise ngrok_error_for(error.ngrok_error or str(error), self._authtoken) from None
         except PyngrokError as error:
-            self.close()
+            self._fail()
             raise ngrok_error_for(str(error), self._authtoken) from None
         agent_process = process.get_process(config)
         write_file(self._paths.ngrok_pid, f"{agent_process.proc.pid}\n", mode=0o644)
@@ -176,6 +180,15 @@ class NgrokTunnel:
             self.close()
             raise TunnelError(f"ngrok returned an address without host and port: {tunnel.public_url!r}")
         return Endpoint(address.hostname, address.port)
+
+    def _fail(self) -> None:
+        """Clean up after a failed start, and take the token out of what the agent logged."""
+        self.close()
+        log = self._paths.ngrok_log
+        with contextlib.suppress(OSError):
+            text = log.read_text(errors="replace")
+            if self._authtoken in text:
+                write_file(log, text.replace(self._authtoken, "<authtoken>"), mode=0o600)
 
     def alive(self) -> bool:
         config = self._config
