@@ -182,8 +182,9 @@ class NgrokTunnel:
         return Endpoint(address.hostname, address.port)
 
     def _fail(self) -> None:
-        """Clean up after a failed start, and take the token out of what the agent logged."""
+        """Clean up after a failed start: no agent, no token file, no token in the agent's log."""
         self.close()
+        self._paths.ngrok_config.unlink(missing_ok=True)
         log = self._paths.ngrok_log
         with contextlib.suppress(OSError):
             text = log.read_text(errors="replace")
