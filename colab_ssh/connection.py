@@ -11,16 +11,28 @@ SSH_CONFIG_ALIAS = "colab"
 DRIVE_PATH = "/content/drive/MyDrive"
 
 # Client-side keep-alive: notice a dead tunnel within a minute instead of hanging.
-_SERVER_ALIVE_INTERVAL = 15
-_SERVER_ALIVE_COUNT_MAX = 4
+SERVER_ALIVE_INTERVAL = 15
+SERVER_ALIVE_COUNT_MAX = 4
+# Connection sharing: the second `ssh colab` (and VS Code's many) reuse the first connection
+# instead of paying the tunnel's round trips for a new handshake and login.
+CONTROL_PERSIST = "10m"
+# sshfs over a link with 100 ms round trips: cache what an editor asks for again and again.
+SSHFS_CACHE_OPTIONS = (
+    "kernel_cache",
+    "dir_cache=yes",
+    "dcache_timeout=20",
+    "attr_timeout=20",
+    "entry_timeout=20",
+)
 
 
 @dataclass(frozen=True)
 class HostKey:
-    """One host key of the sshd we run: ``kind`` is e.g. ``ssh-ed25519``."""
+    """One host key of the sshd we run."""
 
-    kind: str
+    kind: str  # e.g. "ssh-ed25519"
     fingerprint: str  # "SHA256:..." as ssh prints it
+    public_key: str = ""  # "ssh-ed25519 AAAA...": what a known_hosts line holds
 
 
 @dataclass(frozen=True)
@@ -30,59 +42,109 @@ class Connection:
     host: str
     port: int
     user: str
-    password: str | None
+    password: str | None  # None when login is by key only
     local_port: int
     tunnel: str
     host_keys: tuple[HostKey, ...] = ()
     sshfs_path: str = "/content"
+    proxy_command: str | None = None  # client-side ProxyCommand some tunnels need (%h = host)
+    client_hints: tuple[str, ...] = ()  # how to install what the client side needs
+
+    @property
+    def key_login(self) -> bool:
+        return self.password is None
+
+    @property
+    def host_key_alias(self) -> str:
+        """The name known_hosts files the host keys under, independent of the tunnel's address.
+
+        Derived from the host key, so it stays the same for as long as the keys do (keep them
+        with host_keys_dir=), and a runtime with new keys gets a new name: a first-connection
+        prompt instead of "REMOTE HOST IDENTIFICATION HAS CHANGED".
+        """
+        if not self.host_keys:
+            return "colab-ssh"
+        digest = self.host_keys[0].fingerprint.removeprefix("SHA256:")
+        cleaned = "".join(ch for ch in digest if ch.isalnum())[:10].lower()
+        return f"colab-ssh-{cleaned}"
+
+    def _port_arguments(self, flag: str) -> list[str]:
+        return [] if self.port == 22 else [flag, str(self.port)]
+
+    def _proxy_arguments(self) -> list[str]:
+        return [] if self.proxy_command is None else ["-o", f"ProxyCommand={self.proxy_command}"]
 
     @property
     def ssh_command(self) -> str:
-        port = [] if self.port == 22 else ["-p", str(self.port)]
-        return shlex.join(["ssh", *port, f"{self.user}@{self.host}"])
+        return shlex.join(
+            ["ssh", *self._port_arguments("-p"), *self._proxy_arguments(), f"{self.user}@{self.host}"]
+        )
 
     @property
     def sshfs_command(self) -> str:
-        """Mounts ``sshfs_path`` on the client; reconnects and keeps the link alive."""
-        options = ",".join(
-            [
-                "reconnect",
-                f"ServerAliveInterval={_SERVER_ALIVE_INTERVAL}",
-                f"ServerAliveCountMax={_SERVER_ALIVE_COUNT_MAX}",
-            ]
-        )
+        """Mounts ``sshfs_path`` on the client: reconnects, keeps the link alive, caches metadata."""
+        options = [
+            "reconnect",
+            f"ServerAliveInterval={SERVER_ALIVE_INTERVAL}",
+            f"ServerAliveCountMax={SERVER_ALIVE_COUNT_MAX}",
+            *SSHFS_CACHE_OPTIONS,
+        ]
         mount_point = "~/colab-drive" if self.sshfs_path == DRIVE_PATH else "~/colab"
-        port = [] if self.port == 22 else ["-p", str(self.port)]
         remote = shlex.quote(f"{self.user}@{self.host}:{self.sshfs_path}")
-        return " ".join(["mkdir -p", mount_point, "&&", "sshfs", *port, "-o", options, remote, mount_point])
+        sshfs = [
+            "sshfs",
+            *self._port_arguments("-p"),
+            "-o",
+            ",".join(options),
+            *self._proxy_arguments(),
+            remote,
+            mount_point,
+        ]
+        return f"mkdir -p {mount_point} && " + " ".join(
+            part if part in (remote, mount_point) else shlex.quote(part) for part in sshfs
+        )
 
     @property
     def ssh_config(self) -> str:
         """A ``~/.ssh/config`` block: ``ssh colab`` and VS Code Remote-SSH's host list."""
+        lines = [
+            f"Host {SSH_CONFIG_ALIAS}",
+            f"    HostName {self.host}",
+            f"    Port {self.port}",
+            f"    User {self.user}",
+            f"    HostKeyAlias {self.host_key_alias}",
+        ]
+        if self.proxy_command is not None:
+            lines.append(f"    ProxyCommand {self.proxy_command}")
+        lines += [
+            f"    ServerAliveInterval {SERVER_ALIVE_INTERVAL}",
+            f"    ServerAliveCountMax {SERVER_ALIVE_COUNT_MAX}",
+            "    # Windows' OpenSSH has no connection sharing: drop the next three lines there.",
+            "    ControlMaster auto",
+            "    ControlPath ~/.ssh/colab-%C",
+            f"    ControlPersist {CONTROL_PERSIST}",
+        ]
+        return "\n".join(lines)
+
+    @property
+    def known_hosts(self) -> str:
+        """Lines for ~/.ssh/known_hosts that pin the host keys before the first connection."""
         return "\n".join(
-            [
-                f"Host {SSH_CONFIG_ALIAS}",
-                f"    HostName {self.host}",
-                f"    Port {self.port}",
-                f"    User {self.user}",
-                f"    ServerAliveInterval {_SERVER_ALIVE_INTERVAL}",
-                f"    ServerAliveCountMax {_SERVER_ALIVE_COUNT_MAX}",
-            ]
+            f"{self.host_key_alias} {key.public_key}" for key in self.host_keys if key.public_key
         )
 
 
 def render_details(connection: Connection) -> str:
     """The plain-text block start_ssh() prints."""
-    lines = [
-        "SSH server is up.",
-        "",
-        f"  ssh:      {connection.ssh_command}",
-    ]
-    if connection.password is not None:
+    lines = ["SSH server is up.", "", f"  ssh:      {connection.ssh_command}"]
+    if connection.key_login:
+        lines.append("  login:    with your SSH key (password login is off)")
+    else:
         lines.append(f"  password: {connection.password}")
+    lines += [f"  sshfs:    {connection.sshfs_command}", ""]
+    if connection.client_hints:
+        lines += ["Your computer needs:", *(f"  {hint}" for hint in connection.client_hints), ""]
     lines += [
-        f"  sshfs:    {connection.sshfs_command}",
-        "",
         "Host-key fingerprints (compare with what ssh shows on first connect):",
         *(f"  {key.kind:<20} {key.fingerprint}" for key in connection.host_keys),
         "",
@@ -91,4 +153,11 @@ def render_details(connection: Connection) -> str:
         "",
         *(f"  {line}" for line in connection.ssh_config.splitlines()),
     ]
+    if connection.known_hosts:
+        lines += [
+            "",
+            "To trust this server before connecting, add to ~/.ssh/known_hosts:",
+            "",
+            *(f"  {line}" for line in connection.known_hosts.splitlines()),
+        ]
     return "\n".join(lines) + "\n"

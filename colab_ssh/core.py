@@ -11,16 +11,19 @@ from pathlib import Path
 
 from . import colab
 from .authtoken import check_authtoken, resolve_authtoken
-from .connection import DRIVE_PATH, Connection, render_details
+from .connection import DRIVE_PATH, Connection
+from .display import show_connection
 from .environment import render_profile_script, session_environment
 from .errors import InvalidArgumentError
 from .paths import Paths
+from .progress import Progress
 from .sshd import SshdProcess, require_free_port, stop_stale_process, validate_config
 from .sshd_config import SshdSettings, render_sshd_config
 from .system import (
     check_system,
     ensure_host_keys,
     ensure_package,
+    find_program,
     generate_password,
     host_key_fingerprints,
     read_password_hash,
@@ -79,7 +82,13 @@ class _Session:
         self.tunnel.close()
         endpoint = self.tunnel.open(self.request.port)
         changed = (endpoint.host, endpoint.port) != (self.connection.host, self.connection.port)
-        self.connection = replace(self.connection, host=endpoint.host, port=endpoint.port)
+        self.connection = replace(
+            self.connection,
+            host=endpoint.host,
+            port=endpoint.port,
+            proxy_command=endpoint.proxy_command,
+            client_hints=endpoint.client_hints,
+        )
         return changed
 
     def stop(self) -> None:
@@ -162,23 +171,27 @@ def _sshfs_path(request: _Request) -> str:
     return pwd.getpwnam(request.user).pw_dir
 
 
-def _make_tunnel(request: _Request) -> Tunnel:
+def _make_tunnel(request: _Request, progress: Progress) -> Tunnel:
     if not isinstance(request.tunnel, str):
         return request.tunnel
     if request.tunnel == "none":
         return DirectTunnel()
     token = resolve_authtoken(request.authtoken, os.environ)
-    return NgrokTunnel(token, region=request.region, paths=request.paths)
+    return NgrokTunnel(token, region=request.region, paths=request.paths, progress=progress)
 
 
-def _start(request: _Request) -> _Session:
+def _start(request: _Request, progress: Progress) -> _Session:
     paths = request.paths
-    tunnel = _make_tunnel(request)  # finds the authtoken: fails before any change
+    tunnel = _make_tunnel(request, progress)  # finds the authtoken: fails before any change
     stop_stale_process(paths.sshd_pid, marker=str(paths.sshd_config))
     require_free_port(request.port)
     if request.mount_drive:
-        colab.mount_drive()
-    sshd_binary = ensure_package("sshd", "openssh-server", log_path=paths.apt_log)
+        with progress.step("Mounting Google Drive"):
+            colab.mount_drive()
+    sshd_binary = find_program("sshd")
+    if sshd_binary is None:
+        with progress.step("Installing openssh-server (first run only)"):
+            sshd_binary = ensure_package("sshd", "openssh-server", log_path=paths.apt_log)
     host_keys = ensure_host_keys(paths.host_keys_dir)
     environment = session_environment(os.environ)
     password = request.password or generate_password()
@@ -211,6 +224,8 @@ def _start(request: _Request) -> _Session:
         tunnel=tunnel.name,
         host_keys=host_key_fingerprints(host_keys),
         sshfs_path=_sshfs_path(request),
+        proxy_command=endpoint.proxy_command,
+        client_hints=endpoint.client_hints,
     )
     return _Session(request, sshd, tunnel, connection, sshd_binary)
 
@@ -240,14 +255,14 @@ def start_ssh(
         if _session is not None and _session.request == request:
             changed = _session.revive()
             if changed and not quiet:
-                print(render_details(_session.connection))
+                show_connection(_session.connection)
             return _session.connection
         if _session is not None:
             _session.stop()
             _session = None
-        _session = _start(request)
+        _session = _start(request, Progress(quiet=quiet))
     if not quiet:
-        print(render_details(_session.connection))
+        show_connection(_session.connection)
     return _session.connection
 
 

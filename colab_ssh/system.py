@@ -153,7 +153,8 @@ def host_key_fingerprints(private_keys: list[Path]) -> tuple[HostKey, ...]:
     for path in private_keys:
         kind, blob = path.with_suffix(".pub").read_text().split()[:2]
         digest = hashlib.sha256(base64.b64decode(blob)).digest()
-        keys.append(HostKey(kind, "SHA256:" + base64.b64encode(digest).decode().rstrip("=")))
+        fingerprint = "SHA256:" + base64.b64encode(digest).decode().rstrip("=")
+        keys.append(HostKey(kind, fingerprint, public_key=f"{kind} {blob}"))
     return tuple(keys)
 
 

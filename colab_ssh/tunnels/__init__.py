@@ -18,6 +18,10 @@ class Endpoint:
 
     host: str
     port: int
+    # For tunnels that are not raw TCP: what the client's ssh runs to reach the host
+    # (OpenSSH's ProxyCommand; %h is the host), and how to install that program.
+    proxy_command: str | None = None
+    client_hints: tuple[str, ...] = ()
 
 
 @runtime_checkable

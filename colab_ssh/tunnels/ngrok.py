@@ -37,6 +37,7 @@ from ..errors import (
     TunnelError,
 )
 from ..paths import Paths
+from ..progress import Progress
 from ..sshd import stop_stale_process
 from ..system import write_file
 from . import Endpoint
@@ -102,8 +103,16 @@ def _http_error_detail(error: PyngrokNgrokHTTPError) -> str:
 class NgrokTunnel:
     name = "ngrok"
 
-    def __init__(self, authtoken: str, *, region: str | None = None, paths: Paths | None = None) -> None:
+    def __init__(
+        self,
+        authtoken: str,
+        *,
+        region: str | None = None,
+        paths: Paths | None = None,
+        progress: Progress | None = None,
+    ) -> None:
         self._authtoken = authtoken
+        self._progress = progress or Progress(quiet=True)
         self._region = region
         self._paths = paths or Paths()
         self._config: conf.PyngrokConfig | None = None
@@ -121,7 +130,8 @@ class NgrokTunnel:
         if agent.exists():
             return
         try:
-            installer.install_ngrok(str(agent))
+            with self._progress.step("Downloading the ngrok agent (first run only)"):
+                installer.install_ngrok(str(agent))
         except (PyngrokNgrokInstallError, OSError) as error:
             raise NgrokDownloadError(
                 f"Could not download the ngrok agent to {agent}: {error}. The runtime needs internet"
