@@ -13,6 +13,8 @@ class Paths:
     """Every path colab_ssh writes to or reads from, in one place."""
 
     state_dir: Path = Path("/var/lib/colab_ssh")
+    # Downloaded tunnel agents (cloudflared), kept across sessions of the same runtime.
+    cache_dir: Path = Path("/var/cache/colab_ssh")
     host_keys_dir: Path = Path("/etc/ssh")
     profile_script: Path = Path("/etc/profile.d/colab_ssh.sh")
     shadow_file: Path = Path("/etc/shadow")
