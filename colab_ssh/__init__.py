@@ -7,7 +7,7 @@ conn = start_ssh()          # prints how to connect; conn.ssh_command, conn.pass
 from __future__ import annotations
 
 from .connection import Connection, HostKey
-from .core import start_ssh, stop_ssh
+from .core import SshStatus, ssh_status, start_ssh, stop_ssh
 from .errors import (
     AuthtokenMissingError,
     ColabOnlyError,
@@ -38,11 +38,13 @@ __all__ = [
     "NgrokSessionLimitError",
     "NgrokTcpNeedsCardError",
     "PackageInstallError",
+    "SshStatus",
     "SshdConfigError",
     "SshdStartError",
     "Tunnel",
     "TunnelError",
     "UnsupportedSystemError",
+    "ssh_status",
     "start_ssh",
     "stop_ssh",
 ]

@@ -7,6 +7,7 @@ import os
 import pwd
 import threading
 from dataclasses import dataclass, replace
+from datetime import datetime, timezone
 from pathlib import Path
 
 from . import colab
@@ -36,7 +37,7 @@ from .tunnels import Tunnel
 from .tunnels.direct import DirectTunnel
 from .tunnels.ngrok import NgrokTunnel
 
-__all__ = ["start_ssh", "stop_ssh"]
+__all__ = ["SshStatus", "ssh_status", "start_ssh", "stop_ssh"]
 
 TUNNEL_NAMES = ("ngrok", "none")
 NGROK_REGIONS = ("us", "eu", "ap", "au", "sa", "jp", "in")
@@ -57,6 +58,23 @@ class _Request:
     paths: Paths
 
 
+@dataclass(frozen=True)
+class SshStatus:
+    """What ssh_status() reports."""
+
+    running: bool
+    connection: Connection | None = None
+    sshd_alive: bool = False
+    tunnel_alive: bool = False
+    since: datetime | None = None  # when start_ssh() brought this session up
+    sshd_restarts: int = 0
+    tunnel_restarts: int = 0
+
+    @property
+    def restarts(self) -> int:
+        return self.sshd_restarts + self.tunnel_restarts
+
+
 class _Session:
     """The sshd and tunnel this process runs, and the connection details they give."""
 
@@ -68,6 +86,20 @@ class _Session:
         self.tunnel = tunnel
         self.connection = connection
         self.sshd_binary = sshd_binary
+        self.since = datetime.now(timezone.utc)
+        self.sshd_restarts = 0
+        self.tunnel_restarts = 0
+
+    def status(self) -> SshStatus:
+        return SshStatus(
+            running=True,
+            connection=self.connection,
+            sshd_alive=self.sshd.healthy(),
+            tunnel_alive=self.tunnel.alive(),
+            since=self.since,
+            sshd_restarts=self.sshd_restarts,
+            tunnel_restarts=self.tunnel_restarts,
+        )
 
     def revive(self) -> bool:
         """Bring back whatever died; True if the connection details changed."""
@@ -77,9 +109,11 @@ class _Session:
             self.sshd = SshdProcess.launch(
                 self.sshd_binary, paths.sshd_config, self.request.port, paths.sshd_log
             )
+            self.sshd_restarts += 1
         if self.tunnel.alive():
             return False
         self.tunnel.close()
+        self.tunnel_restarts += 1
         endpoint = self.tunnel.open(self.request.port)
         changed = (endpoint.host, endpoint.port) != (self.connection.host, self.connection.port)
         self.connection = replace(
@@ -264,6 +298,12 @@ def start_ssh(
     if not quiet:
         show_connection(_session.connection)
     return _session.connection
+
+
+def ssh_status() -> SshStatus:
+    """Whether sshd and the tunnel run, since when, where, and how often they were brought back."""
+    with _lock:
+        return SshStatus(running=False) if _session is None else _session.status()
 
 
 def stop_ssh(*, state_dir: str | os.PathLike[str] | None = None) -> None:
