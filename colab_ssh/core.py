@@ -5,28 +5,30 @@ from __future__ import annotations
 import contextlib
 import os
 import pwd
+import shutil
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
 from . import colab
-from .authtoken import check_authtoken, resolve_authtoken
+from .authtoken import resolve_authtoken
 from .connection import DRIVE_PATH, Connection
 from .display import show_connection
 from .environment import render_profile_script, session_environment
-from .errors import InvalidArgumentError
+from .host_keys import host_key_fingerprints, prepare_host_keys, system_host_keys
+from .keys import PublicKey, fetch_github_keys, install_authorized_keys, parse_public_key
 from .paths import Paths
 from .progress import Progress
+from .request import Request, check_request
 from .sshd import SshdProcess, require_free_port, stop_stale_process, validate_config
 from .sshd_config import SshdSettings, render_sshd_config
 from .system import (
     check_system,
-    ensure_host_keys,
     ensure_package,
     find_program,
     generate_password,
-    host_key_fingerprints,
     read_password_hash,
     restore_file,
     set_password,
@@ -39,23 +41,7 @@ from .tunnels.ngrok import NgrokTunnel
 
 __all__ = ["SshStatus", "ssh_status", "start_ssh", "stop_ssh"]
 
-TUNNEL_NAMES = ("ngrok", "none")
-NGROK_REGIONS = ("us", "eu", "ap", "au", "sa", "jp", "in")
-MIN_PASSWORD_LENGTH = 8
-
-
-@dataclass(frozen=True)
-class _Request:
-    """What the caller asked for; a re-run asking for the same thing reuses the running session."""
-
-    authtoken: str | None
-    password: str | None
-    tunnel: str | Tunnel
-    port: int
-    region: str | None
-    mount_drive: bool
-    user: str
-    paths: Paths
+KEY_SECRET = "SSH_PUBLIC_KEY"  # noqa: S105 - a secret's name
 
 
 @dataclass(frozen=True)
@@ -79,7 +65,7 @@ class _Session:
     """The sshd and tunnel this process runs, and the connection details they give."""
 
     def __init__(
-        self, request: _Request, sshd: SshdProcess, tunnel: Tunnel, connection: Connection, sshd_binary: str
+        self, request: Request, sshd: SshdProcess, tunnel: Tunnel, connection: Connection, sshd_binary: str
     ) -> None:
         self.request = request
         self.sshd = sshd
@@ -134,70 +120,7 @@ _session: _Session | None = None
 _lock = threading.Lock()
 
 
-def _check_password(password: str | None) -> str | None:
-    if password is None:
-        return None
-    if not isinstance(password, str):
-        raise InvalidArgumentError(f"password must be a string, not {type(password).__name__}.")
-    if len(password) < MIN_PASSWORD_LENGTH:
-        raise InvalidArgumentError(
-            f"password is too short ({len(password)} characters); the SSH port is public, so use at"
-            f" least {MIN_PASSWORD_LENGTH}, or leave password out and one is generated."
-        )
-    if any(not ch.isprintable() for ch in password):
-        raise InvalidArgumentError(
-            "password contains a line break or another control character, which chpasswd cannot take;"
-            " use printable characters only."
-        )
-    return password
-
-
-def _check_request(
-    authtoken: str | None,
-    password: str | None,
-    tunnel: str | Tunnel,
-    port: int,
-    region: str | None,
-    mount_drive: bool,
-    user: str,
-    state_dir: str | os.PathLike[str] | None,
-) -> _Request:
-    """Every argument checked before anything on the machine changes."""
-    if isinstance(tunnel, str):
-        if tunnel not in TUNNEL_NAMES:
-            raise InvalidArgumentError(
-                f"Unknown tunnel {tunnel!r}; choose one of {', '.join(map(repr, TUNNEL_NAMES))},"
-                " or pass an object with open(port), alive() and close()."
-            )
-    elif not isinstance(tunnel, Tunnel):
-        raise InvalidArgumentError(
-            f"tunnel must be a name ({', '.join(TUNNEL_NAMES)}) or a tunnel object with open(port),"
-            f" alive() and close(); got {type(tunnel).__name__}."
-        )
-    if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
-        raise InvalidArgumentError(f"port must be a whole number from 1 to 65535, not {port!r}.")
-    if region is not None and region not in NGROK_REGIONS:
-        raise InvalidArgumentError(
-            f"Unknown ngrok region {region!r}; choose one of {', '.join(NGROK_REGIONS)}, or leave it out"
-            " and ngrok picks the nearest."
-        )
-    if not isinstance(mount_drive, bool):
-        raise InvalidArgumentError(f"mount_drive must be True or False, not {mount_drive!r}.")
-    if authtoken is not None:
-        if not isinstance(authtoken, str):
-            raise InvalidArgumentError(f"authtoken must be a string, not {type(authtoken).__name__}.")
-        authtoken = check_authtoken(authtoken, "the authtoken argument")
-    try:
-        pwd.getpwnam(user)
-    except (KeyError, TypeError):
-        raise InvalidArgumentError(
-            f"There is no user {user!r} on this machine; leave user as 'root'."
-        ) from None
-    paths = Paths() if state_dir is None else Paths(state_dir=Path(state_dir).absolute())
-    return _Request(authtoken, _check_password(password), tunnel, port, region, mount_drive, user, paths)
-
-
-def _sshfs_path(request: _Request) -> str:
+def _sshfs_path(request: Request) -> str:
     if request.mount_drive:
         return DRIVE_PATH
     if Path("/content").is_dir():
@@ -205,7 +128,7 @@ def _sshfs_path(request: _Request) -> str:
     return pwd.getpwnam(request.user).pw_dir
 
 
-def _make_tunnel(request: _Request, progress: Progress) -> Tunnel:
+def _make_tunnel(request: Request, progress: Progress) -> Tunnel:
     if not isinstance(request.tunnel, str):
         return request.tunnel
     if request.tunnel == "none":
@@ -214,9 +137,24 @@ def _make_tunnel(request: _Request, progress: Progress) -> Tunnel:
     return NgrokTunnel(token, region=request.region, paths=request.paths, progress=progress)
 
 
-def _start(request: _Request, progress: Progress) -> _Session:
+def _collect_keys(request: Request) -> list[PublicKey]:
+    """Keys from the argument, GitHub and the Colab secret SSH_PUBLIC_KEY (unless password= was given)."""
+    keys = list(request.public_keys)
+    if request.github_user is not None:
+        keys += fetch_github_keys(request.github_user)
+    if request.password is None:
+        secret, _status = colab.read_colab_secret(KEY_SECRET)
+        if secret is not None:
+            source = f"the Colab secret {KEY_SECRET}"
+            keys += [parse_public_key(line, source) for line in secret.splitlines() if line.strip()]
+    return list(dict.fromkeys(keys))
+
+
+def _start(request: Request, progress: Progress) -> _Session:
     paths = request.paths
-    tunnel = _make_tunnel(request, progress)  # finds the authtoken: fails before any change
+    # First everything that can fail without changing anything: the token, the keys, the port.
+    tunnel = _make_tunnel(request, progress)
+    keys = _collect_keys(request)
     stop_stale_process(paths.sshd_pid, marker=str(paths.sshd_config))
     require_free_port(request.port)
     if request.mount_drive:
@@ -226,12 +164,23 @@ def _start(request: _Request, progress: Progress) -> _Session:
     if sshd_binary is None:
         with progress.step("Installing openssh-server (first run only)"):
             sshd_binary = ensure_package("sshd", "openssh-server", log_path=paths.apt_log)
-    host_keys = ensure_host_keys(paths.host_keys_dir)
     environment = session_environment(os.environ)
-    password = request.password or generate_password()
-    settings = SshdSettings(host_keys=host_keys, pid_file=paths.sshd_pid, environment=environment)
+    password = None if keys else request.password or generate_password()
+    account = pwd.getpwnam(request.user)
 
     with contextlib.ExitStack() as undo:
+        if request.host_keys_dir is None:
+            host_keys = system_host_keys(paths.host_keys_dir)
+        else:
+            host_keys, saved = prepare_host_keys(request.host_keys_dir, paths.sshd_host_keys_dir)
+            for path in saved:
+                undo.callback(path.unlink, missing_ok=True)
+        settings = SshdSettings(
+            host_keys=host_keys,
+            pid_file=paths.sshd_pid,
+            password_login=password is not None,
+            environment=environment,
+        )
         previous = write_file(paths.sshd_config, render_sshd_config(settings), mode=0o600)
         undo.callback(restore_file, paths.sshd_config, previous)
         previous_profile = write_file(paths.profile_script, render_profile_script(environment), mode=0o644)
@@ -239,10 +188,18 @@ def _start(request: _Request, progress: Progress) -> _Session:
         paths.privsep_dir.mkdir(mode=0o755, parents=True, exist_ok=True)
         validate_config(sshd_binary, paths.sshd_config, request.port)
 
-        old_hash = read_password_hash(paths.shadow_file, request.user)
-        set_password(request.user, password)
-        if old_hash is not None:
-            undo.callback(set_password_hash, request.user, old_hash)
+        if password is None:
+            home = Path(account.pw_dir)
+            previous_keys, created_dir = install_authorized_keys(home, account.pw_uid, account.pw_gid, keys)
+            if created_dir:
+                undo.callback(shutil.rmtree, home / ".ssh", ignore_errors=True)
+            else:
+                undo.callback(restore_file, home / ".ssh" / "authorized_keys", previous_keys)
+        else:
+            old_hash = read_password_hash(paths.shadow_file, request.user)
+            set_password(request.user, password)
+            if old_hash is not None:
+                undo.callback(set_password_hash, request.user, old_hash)
 
         sshd = SshdProcess.launch(sshd_binary, paths.sshd_config, request.port, paths.sshd_log)
         undo.callback(sshd.stop)
@@ -275,8 +232,15 @@ def start_ssh(
     quiet: bool = False,
     user: str = "root",
     state_dir: str | os.PathLike[str] | None = None,
+    public_key: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | None = None,
+    github_user: str | None = None,
+    host_keys_dir: str | os.PathLike[str] | None = None,
 ) -> Connection:
     """Make this machine an SSH host and return how to connect.
+
+    With ``public_key`` (key lines, .pub paths, or a list), ``github_user`` or the Colab
+    secret SSH_PUBLIC_KEY, login is by key only and no password is set. ``host_keys_dir``
+    (e.g. a folder on the mounted Drive) keeps the host keys across sessions.
 
     Calling it again while everything runs returns the same connection; if sshd or the
     tunnel died, it brings back what died. Errors are ColabSSHError subclasses, raised
@@ -284,7 +248,19 @@ def start_ssh(
     """
     global _session
     check_system()
-    request = _check_request(authtoken, password, tunnel, port, region, mount_drive, user, state_dir)
+    request = check_request(
+        authtoken=authtoken,
+        password=password,
+        tunnel=tunnel,
+        port=port,
+        region=region,
+        mount_drive=mount_drive,
+        user=user,
+        state_dir=state_dir,
+        public_key=public_key,
+        github_user=github_user,
+        host_keys_dir=host_keys_dir,
+    )
     with _lock:
         if _session is not None and _session.request == request:
             changed = _session.revive()

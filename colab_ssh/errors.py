@@ -11,6 +11,7 @@ __all__ = [
     "ColabOnlyError",
     "ColabSSHError",
     "InvalidArgumentError",
+    "KeySourceError",
     "NgrokAuthtokenError",
     "NgrokDownloadError",
     "NgrokSessionLimitError",
@@ -33,6 +34,10 @@ class UnsupportedSystemError(ColabSSHError):
 
 class InvalidArgumentError(ColabSSHError, ValueError):
     """An argument of start_ssh() is unusable; raised before anything is changed."""
+
+
+class KeySourceError(ColabSSHError):
+    """Public keys could not be fetched (GitHub user unknown, without keys, or out of reach)."""
 
 
 class ColabOnlyError(ColabSSHError):

@@ -23,6 +23,11 @@ class Paths:
     privsep_dir: Path = Path("/run/sshd")
 
     @property
+    def sshd_host_keys_dir(self) -> Path:
+        """Private copies of host keys kept in host_keys_dir (Drive keeps no file modes)."""
+        return self.state_dir / "host_keys"
+
+    @property
     def sshd_config(self) -> Path:
         return self.state_dir / "sshd_config"
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import os
 import secrets
 import shutil
@@ -14,16 +12,13 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from .connection import HostKey
 from .errors import ColabSSHError, PackageInstallError, UnsupportedSystemError
 
 __all__ = [
     "check_system",
-    "ensure_host_keys",
     "ensure_package",
     "find_program",
     "generate_password",
-    "host_key_fingerprints",
     "local_address",
     "read_password_hash",
     "restore_file",
@@ -127,35 +122,6 @@ def ensure_package(
             output_tail=tail(output),
         )
     return found
-
-
-def ensure_host_keys(host_keys_dir: Path, ssh_keygen: str = "ssh-keygen") -> list[Path]:
-    """The host keys sshd should use; generates an Ed25519 key when none exists.
-
-    Ed25519 alone is fast to make and every OpenSSH client since 2014 speaks it;
-    RSA and ECDSA keys already present are used too.
-    """
-    candidates = [host_keys_dir / f"ssh_host_{kind}_key" for kind in ("ed25519", "ecdsa", "rsa")]
-    if not candidates[0].exists():
-        host_keys_dir.mkdir(parents=True, exist_ok=True)
-        subprocess.run(
-            [ssh_keygen, "-q", "-t", "ed25519", "-N", "", "-C", "colab_ssh", "-f", str(candidates[0])],
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            check=True,
-        )
-    return [path for path in candidates if path.exists() and path.with_suffix(".pub").exists()]
-
-
-def host_key_fingerprints(private_keys: list[Path]) -> tuple[HostKey, ...]:
-    """SHA256 fingerprints as ``ssh-keygen -l`` prints them, computed from the .pub files."""
-    keys = []
-    for path in private_keys:
-        kind, blob = path.with_suffix(".pub").read_text().split()[:2]
-        digest = hashlib.sha256(base64.b64decode(blob)).digest()
-        fingerprint = "SHA256:" + base64.b64encode(digest).decode().rstrip("=")
-        keys.append(HostKey(kind, fingerprint, public_key=f"{kind} {blob}"))
-    return tuple(keys)
 
 
 def generate_password() -> str:

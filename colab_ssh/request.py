@@ -1,0 +1,170 @@
+"""start_ssh()'s arguments, checked before anything on the machine changes."""
+
+from __future__ import annotations
+
+import os
+import pwd
+from dataclasses import dataclass
+from pathlib import Path
+
+from .authtoken import check_authtoken
+from .errors import InvalidArgumentError
+from .host_keys import check_saved_host_keys
+from .keys import PublicKey, check_github_user, read_key_argument
+from .paths import Paths
+from .tunnels import Tunnel
+
+__all__ = ["NGROK_REGIONS", "TUNNEL_NAMES", "Request", "check_request"]
+
+TUNNEL_NAMES = ("ngrok", "none")
+NGROK_REGIONS = ("us", "eu", "ap", "au", "sa", "jp", "in")
+MIN_PASSWORD_LENGTH = 8
+
+KeyArgument = str | os.PathLike[str]
+
+
+@dataclass(frozen=True)
+class Request:
+    """What the caller asked for; a re-run asking for the same thing reuses the running session."""
+
+    authtoken: str | None
+    password: str | None
+    tunnel: str | Tunnel
+    port: int
+    region: str | None
+    mount_drive: bool
+    user: str
+    paths: Paths
+    public_keys: tuple[PublicKey, ...] = ()
+    github_user: str | None = None
+    host_keys_dir: Path | None = None
+
+
+def _check_password(password: object) -> str | None:
+    if password is None:
+        return None
+    if not isinstance(password, str):
+        raise InvalidArgumentError(f"password must be a string, not {type(password).__name__}.")
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise InvalidArgumentError(
+            f"password is too short ({len(password)} characters); the SSH port is public, so use at"
+            f" least {MIN_PASSWORD_LENGTH}, or leave password out and one is generated."
+        )
+    if any(not ch.isprintable() for ch in password):
+        raise InvalidArgumentError(
+            "password contains a line break or another control character, which chpasswd cannot take;"
+            " use printable characters only."
+        )
+    return password
+
+
+def _check_tunnel(tunnel: object) -> str | Tunnel:
+    if isinstance(tunnel, str):
+        if tunnel not in TUNNEL_NAMES:
+            raise InvalidArgumentError(
+                f"Unknown tunnel {tunnel!r}; choose one of {', '.join(map(repr, TUNNEL_NAMES))},"
+                " or pass an object with open(port), alive() and close()."
+            )
+        return tunnel
+    if not isinstance(tunnel, Tunnel):
+        raise InvalidArgumentError(
+            f"tunnel must be a name ({', '.join(TUNNEL_NAMES)}) or a tunnel object with name, open(port),"
+            f" alive() and close(); got {type(tunnel).__name__}."
+        )
+    return tunnel
+
+
+def _check_port(port: object) -> int:
+    if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+        raise InvalidArgumentError(f"port must be a whole number from 1 to 65535, not {port!r}.")
+    return port
+
+
+def _check_folder(value: object, name: str) -> Path:
+    if not isinstance(value, str | os.PathLike) or not os.fspath(value):
+        raise InvalidArgumentError(f"{name} must be a folder path, not {value!r}.")
+    path = Path(value).expanduser().absolute()
+    if path.exists() and not path.is_dir():
+        raise InvalidArgumentError(f"{name} {path} is a file, not a folder.")
+    return path
+
+
+def _check_keys(public_key: object) -> tuple[PublicKey, ...]:
+    if public_key is None:
+        return ()
+    entries = public_key if isinstance(public_key, list | tuple) else [public_key]
+    if not entries:
+        raise InvalidArgumentError("public_key is an empty list; pass at least one key or leave it out.")
+    keys: list[PublicKey] = []
+    for entry in entries:
+        if not isinstance(entry, str | os.PathLike):
+            raise InvalidArgumentError(
+                f"public_key entries must be key lines or .pub paths, not {type(entry).__name__}."
+            )
+        keys.extend(read_key_argument(entry))
+    return tuple(dict.fromkeys(keys))
+
+
+def check_request(
+    *,
+    authtoken: object,
+    password: object,
+    tunnel: object,
+    port: object,
+    region: object,
+    mount_drive: object,
+    user: object,
+    state_dir: object,
+    public_key: object = None,
+    github_user: object = None,
+    host_keys_dir: object = None,
+) -> Request:
+    """Every argument checked, each failure an InvalidArgumentError naming the problem and the fix."""
+    checked_tunnel = _check_tunnel(tunnel)
+    checked_port = _check_port(port)
+    if region is not None and region not in NGROK_REGIONS:
+        raise InvalidArgumentError(
+            f"Unknown ngrok region {region!r}; choose one of {', '.join(NGROK_REGIONS)}, or leave it out"
+            " and ngrok picks the nearest."
+        )
+    if not isinstance(mount_drive, bool):
+        raise InvalidArgumentError(f"mount_drive must be True or False, not {mount_drive!r}.")
+    if authtoken is not None:
+        if not isinstance(authtoken, str):
+            raise InvalidArgumentError(f"authtoken must be a string, not {type(authtoken).__name__}.")
+        authtoken = check_authtoken(authtoken, "the authtoken argument")
+    if not isinstance(user, str):
+        raise InvalidArgumentError(f"user must be an account name, not {user!r}.")
+    try:
+        pwd.getpwnam(user)
+    except KeyError:
+        raise InvalidArgumentError(
+            f"There is no user {user!r} on this machine; leave user as 'root'."
+        ) from None
+    checked_password = _check_password(password)
+    keys = _check_keys(public_key)
+    if github_user is not None:
+        github_user = check_github_user(github_user)  # type: ignore[arg-type]
+    if checked_password is not None and (keys or github_user):
+        raise InvalidArgumentError(
+            "password= and public keys exclude each other: with a key, password login is switched off."
+            " Pass one or the other."
+        )
+    paths = Paths() if state_dir is None else Paths(state_dir=_check_folder(state_dir, "state_dir"))
+    saved_keys = None
+    if host_keys_dir is not None:
+        saved_keys = _check_folder(host_keys_dir, "host_keys_dir")
+        check_saved_host_keys(saved_keys)
+    return Request(
+        authtoken=authtoken,
+        password=checked_password,
+        tunnel=checked_tunnel,
+        port=checked_port,
+        region=region,
+        mount_drive=mount_drive,
+        user=user,
+        paths=paths,
+        public_keys=keys,
+        github_user=github_user,
+        host_keys_dir=saved_keys,
+    )
