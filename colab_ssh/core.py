@@ -188,7 +188,13 @@ def _start(request: Request, progress: Progress) -> _Session:
         paths.privsep_dir.mkdir(mode=0o755, parents=True, exist_ok=True)
         validate_config(sshd_binary, paths.sshd_config, request.port)
 
+        old_hash = read_password_hash(paths.shadow_file, request.user)
         if password is None:
+            if old_hash is not None and old_hash.startswith("!"):
+                # Without PAM, sshd refuses even key logins to a locked account ("!" hash, as
+                # useradd leaves it); "*" unlocks it while no password can match.
+                set_password_hash(request.user, "*")
+                undo.callback(set_password_hash, request.user, old_hash)
             home = Path(account.pw_dir)
             previous_keys, created_dir = install_authorized_keys(home, account.pw_uid, account.pw_gid, keys)
             if created_dir:
@@ -196,7 +202,6 @@ def _start(request: Request, progress: Progress) -> _Session:
             else:
                 undo.callback(restore_file, home / ".ssh" / "authorized_keys", previous_keys)
         else:
-            old_hash = read_password_hash(paths.shadow_file, request.user)
             set_password(request.user, password)
             if old_hash is not None:
                 undo.callback(set_password_hash, request.user, old_hash)

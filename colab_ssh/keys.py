@@ -116,8 +116,9 @@ def read_key_argument(value: str | os.PathLike[str], ssh_keygen: str = "ssh-keyg
     first_word = text.strip().split(maxsplit=1)[0] if text.strip() else ""
     if first_word in KEY_TYPES:
         return [parse_public_key(text, "public_key", ssh_keygen)]
-    looks_like_path = "\n" not in text and (
-        isinstance(value, os.PathLike) or "/" in text or text.endswith(".pub")
+    # A key line always has a space; a path given as text has none (pass a Path for odd names).
+    looks_like_path = isinstance(value, os.PathLike) or (
+        not any(ch.isspace() for ch in text.strip()) and ("/" in text or text.strip().endswith(".pub"))
     )
     if looks_like_path:
         path = Path(text).expanduser()

@@ -188,6 +188,18 @@ class SshClient:
             "LogLevel=ERROR",
         ]
 
+    def run_with_key(
+        self, connection: Connection, command: str, identity: Path, *extra: str, timeout: float = 30
+    ) -> subprocess.CompletedProcess[str]:
+        """Key login only: no password is offered, so success proves the key was accepted."""
+        argv = [
+            "ssh", "-i", str(identity), "-o", "IdentitiesOnly=yes", "-o", "PasswordAuthentication=no",
+            "-o", "KbdInteractiveAuthentication=no", "-o", "BatchMode=yes", "-o", "ConnectTimeout=10",
+            "-o", "StrictHostKeyChecking=no", "-o", f"UserKnownHostsFile={self.known_hosts}",
+            *extra, "-p", str(connection.port), f"{connection.user}@{connection.host}", command,
+        ]  # fmt: skip
+        return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
+
     def run(
         self,
         connection: Connection,
@@ -227,6 +239,69 @@ class SshClient:
 @pytest.fixture
 def ssh(tmp_path: Path) -> SshClient:
     return SshClient(known_hosts=tmp_path / "known_hosts")
+
+
+@dataclass(frozen=True)
+class ClientKey:
+    private: Path
+    public_line: str
+
+
+def make_client_key(directory: Path, name: str = "id_ed25519", kind: str = "ed25519") -> ClientKey:
+    directory.mkdir(parents=True, exist_ok=True)
+    private = directory / name
+    subprocess.run(
+        ["ssh-keygen", "-q", "-t", kind, "-N", "", "-C", f"{name}@laptop", "-f", str(private)], check=True
+    )
+    return ClientKey(private, private.with_suffix(".pub").read_text().strip())
+
+
+@pytest.fixture
+def client_key(tmp_path: Path) -> ClientKey:
+    return make_client_key(tmp_path / "client")
+
+
+@dataclass
+class GitHubStandIn:
+    """Serves https://github.com/<user>.keys from a dict, on 127.0.0.1: GitHub is not reachable here."""
+
+    keys: dict[str, str]
+    url: str
+
+
+@pytest.fixture
+def github(monkeypatch: pytest.MonkeyPatch) -> Iterator[GitHubStandIn]:
+    import http.server
+    import threading
+
+    published: dict[str, str] = {}
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            name = self.path.lstrip("/").removesuffix(".keys")
+            if not self.path.endswith(".keys") or name not in published:
+                self.send_error(404, "Not Found")
+                return
+            body = published[name].encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain; charset=utf-8")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *_args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    monkeypatch.setenv("COLAB_SSH_GITHUB_URL", url)
+    try:
+        yield GitHubStandIn(published, url)
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def home_of(user: str) -> Path:
