@@ -194,7 +194,6 @@ class NgrokTunnel:
     def _fail(self) -> None:
         """Clean up after a failed start: no agent, no token file, no token in the agent's log."""
         self.close()
-        self._paths.ngrok_config.unlink(missing_ok=True)
         log = self._paths.ngrok_log
         with contextlib.suppress(OSError):
             text = log.read_text(errors="replace")
@@ -217,5 +216,6 @@ class NgrokTunnel:
         if self._config is not None:
             ngrok.kill(self._config)
         self._paths.ngrok_pid.unlink(missing_ok=True)
+        self._paths.ngrok_config.unlink(missing_ok=True)  # the token is not needed once the agent is gone
         self._public_url = None
         logging.getLogger("pyngrok.process.ngrok").removeFilter(self._redact)

@@ -1,0 +1,130 @@
+"""The password and the authtoken never appear in a command line of any process start_ssh() starts, in
+log output, or in a file more readable than 0600. strace records every execve and every file opened for
+writing by the whole process tree (sshd, chpasswd, the ngrok agent and the sessions)."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from .conftest import NgrokCloud, free_port, home_of
+
+SCRIPT = """
+import logging, os, subprocess, sys, time
+logging.basicConfig(level=logging.DEBUG, stream=sys.stderr)
+from colab_ssh import start_ssh, stop_ssh
+conn = start_ssh(authtoken=os.environ["T_TOKEN"], password=os.environ["T_PASSWORD"], tunnel="ngrok",
+                 port=int(os.environ["T_PORT"]), user=os.environ["T_USER"], state_dir=os.environ["T_STATE"])
+login = subprocess.run(
+    ["sshpass", "-e", "ssh", "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+     "-o", "PubkeyAuthentication=no", "-p", str(conn.port), f"{conn.user}@{conn.host}", "echo logged-in"],
+    env={**os.environ, "SSHPASS": conn.password}, capture_output=True, text=True, timeout=60)
+print("LOGIN", login.returncode, login.stdout.strip(), file=sys.stderr)
+start_ssh(authtoken=os.environ["T_TOKEN"], password=os.environ["T_PASSWORD"], tunnel="ngrok", quiet=True,
+          port=int(os.environ["T_PORT"]), user=os.environ["T_USER"], state_dir=os.environ["T_STATE"])
+open(os.environ["T_READY"], "w").close()
+while not os.path.exists(os.environ["T_GO"]):  # the test looks at the files while everything runs
+    time.sleep(0.05)
+stop_ssh()
+"""
+_EXECVE = re.compile(r'execve\("[^"]*", (\[.*?\]), ')
+_WRITE_OPEN = re.compile(r'open(?:at)?\((?:AT_FDCWD, )?"([^"]+)", [^)]*O_(?:WRONLY|RDWR)')
+
+
+@pytest.fixture
+def traced_start(test_user, state_dir, tmp_path, ngrok_cloud: NgrokCloud):
+    if shutil.which("strace") is None:
+        pytest.fail("strace is installed by .ci/run")
+    token = ngrok_cloud.add_account("tok_S3cretTokenValue_4242")
+    password = "Pw-S3cret-Value-9876"
+    script = tmp_path / "start.py"
+    script.write_text(SCRIPT)
+    trace = tmp_path / "strace.txt"
+    ready, go = tmp_path / "ready", tmp_path / "go"
+    env = {
+        **os.environ, "T_TOKEN": token, "T_PASSWORD": password, "T_PORT": str(free_port()),
+        "T_USER": test_user, "T_STATE": str(state_dir), "T_READY": str(ready), "T_GO": str(go),
+    }  # fmt: skip
+    process = subprocess.Popen(
+        ["strace", "-f", "-qq", "-s", "4096", "-e", "trace=execve,open,openat", "-o", str(trace),
+         sys.executable, str(script)],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 120
+    while not ready.exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    running_files = files_with_secrets(state_dir, test_user, trace.read_text(), token, password)
+    go.touch()
+    stdout, stderr = process.communicate(timeout=120)
+    result = subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "LOGIN 0 logged-in" in result.stderr
+    # stdout holds the details printed for the user (the password among them, on purpose);
+    # stderr holds every log line at DEBUG level.
+    assert f"password: {password}" in result.stdout
+    return token, password, trace.read_text(), result.stderr, running_files
+
+
+def test_no_secret_in_any_command_line(traced_start):
+    token, password, trace, _output, _files = traced_start
+    command_lines = _EXECVE.findall(trace)
+
+    assert len(command_lines) > 5  # sshd, chpasswd, ssh-keygen, the agent, the session's shell...
+    assert any("chpasswd" in line for line in command_lines)
+    assert any("ngrok" in line for line in command_lines)
+    for line in command_lines:
+        assert token not in line and password not in line, line
+
+
+def test_no_secret_in_log_output(traced_start):
+    token, password, _trace, log_output, _files = traced_start
+    assert "DEBUG:pyngrok" in log_output  # logging was on, pyngrok's included
+    output = log_output
+    assert token not in output
+    assert password not in output
+
+
+def files_with_secrets(
+    state_dir: Path, user: str, trace: str, token: str, password: str
+) -> dict[Path, tuple[int, bool, bool]]:
+    """Every file written so far (per strace, plus our folders): mode, holds token, holds password."""
+    written = {Path(path) for path in _WRITE_OPEN.findall(trace)}
+    written |= (
+        set(state_dir.rglob("*")) | set(home_of(user).rglob("*")) | {Path("/etc/profile.d/colab_ssh.sh")}
+    )
+    found = {}
+    for path in written:
+        if str(path).startswith(("/proc/", "/dev/", "/sys/")) or not path.is_file():
+            continue
+        content = path.read_bytes()
+        found[path] = (
+            stat.S_IMODE(path.stat().st_mode),
+            token.encode() in content,
+            password.encode() in content,
+        )
+    return found
+
+
+def test_files_holding_a_secret_are_private(traced_start, state_dir):
+    files = traced_start[4]
+
+    assert state_dir / "sshd_config" in files and state_dir / "ngrok.yml" in files
+    assert files[state_dir / "ngrok.yml"][1]  # the agent's config does hold the token...
+    for path, (mode, has_token, has_password) in files.items():
+        assert not has_password, f"{path} holds the password"
+        if has_token:
+            assert mode & 0o077 == 0, f"{path} holds the authtoken with mode {mode:o}"  # ...privately
+
+
+def test_stop_ssh_removes_the_token_file(traced_start, state_dir):
+    token = traced_start[0]
+    assert not (state_dir / "ngrok.yml").exists()
+    assert token.encode() not in (state_dir / "ngrok.log").read_bytes()
