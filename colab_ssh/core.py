@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import pwd
 import shutil
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -17,8 +18,10 @@ from .authtoken import resolve_authtoken
 from .connection import DRIVE_PATH, Connection
 from .display import show_connection
 from .environment import render_profile_script, session_environment
+from .errors import InvalidArgumentError
 from .host_keys import host_key_fingerprints, prepare_host_keys, system_host_keys
 from .keys import PublicKey, fetch_github_keys, install_authorized_keys, parse_public_key
+from .monitor import Monitor
 from .paths import Paths
 from .progress import Progress
 from .request import Request, check_request
@@ -41,6 +44,8 @@ from .tunnels.ngrok import NgrokTunnel
 
 __all__ = ["SshStatus", "ssh_status", "start_ssh", "stop_ssh"]
 
+logger = logging.getLogger("colab_ssh")
+
 KEY_SECRET = "SSH_PUBLIC_KEY"  # noqa: S105 - a secret's name
 
 
@@ -55,6 +60,9 @@ class SshStatus:
     since: datetime | None = None  # when start_ssh() brought this session up
     sshd_restarts: int = 0
     tunnel_restarts: int = 0
+    address_changed: datetime | None = None  # when the tunnel last came back at a new address
+    monitoring: bool = False
+    monitor_error: str | None = None  # why the last attempt to bring something back failed
 
     @property
     def restarts(self) -> int:
@@ -75,6 +83,37 @@ class _Session:
         self.since = datetime.now(timezone.utc)
         self.sshd_restarts = 0
         self.tunnel_restarts = 0
+        self.address_changed: datetime | None = None
+        self.quiet = False
+        self.on_change: Callable[[Connection], None] | None = None
+        self.monitor: Monitor | None = None
+
+    def watch(self, interval: float | None) -> None:
+        """(Re)start the background monitor; None switches it off."""
+        if self.monitor is not None and self.monitor.running and self.monitor.interval == interval:
+            return
+        if self.monitor is not None:
+            self.monitor.stop(wait=False)
+            self.monitor = None
+        if interval is not None:
+            self.monitor = Monitor(self._monitor_round, interval)
+            self.monitor.start()
+
+    def _monitor_round(self) -> None:
+        with _lock:
+            if _session is not self:
+                return  # stopped or replaced while this round waited for the lock
+            if self.revive():
+                self.announce()
+
+    def announce(self) -> None:
+        """Tell the user the tunnel came back at a new address: log, notebook output, callback."""
+        connection = self.connection
+        logger.warning("The SSH tunnel was reopened; connect with: %s", connection.ssh_command)
+        if not self.quiet:
+            show_connection(connection)
+        if self.on_change is not None:
+            self.on_change(connection)
 
     def status(self) -> SshStatus:
         return SshStatus(
@@ -85,6 +124,9 @@ class _Session:
             since=self.since,
             sshd_restarts=self.sshd_restarts,
             tunnel_restarts=self.tunnel_restarts,
+            address_changed=self.address_changed,
+            monitoring=self.monitor is not None and self.monitor.running,
+            monitor_error=None if self.monitor is None else self.monitor.last_error,
         )
 
     def revive(self) -> bool:
@@ -102,6 +144,8 @@ class _Session:
         self.tunnel_restarts += 1
         endpoint = self.tunnel.open(self.request.port)
         changed = (endpoint.host, endpoint.port) != (self.connection.host, self.connection.port)
+        if changed:
+            self.address_changed = datetime.now(timezone.utc)
         self.connection = replace(
             self.connection,
             host=endpoint.host,
@@ -112,6 +156,8 @@ class _Session:
         return changed
 
     def stop(self) -> None:
+        if self.monitor is not None:
+            self.monitor.stop(wait=False)  # our caller holds _lock, which a round may be waiting for
         self.tunnel.close()
         self.sshd.stop()
 
@@ -240,12 +286,18 @@ def start_ssh(
     public_key: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | None = None,
     github_user: str | None = None,
     host_keys_dir: str | os.PathLike[str] | None = None,
+    on_change: Callable[[Connection], None] | None = None,
+    monitor_interval: float | None = 5.0,
 ) -> Connection:
     """Make this machine an SSH host and return how to connect.
 
     With ``public_key`` (key lines, .pub paths, or a list), ``github_user`` or the Colab
     secret SSH_PUBLIC_KEY, login is by key only and no password is set. ``host_keys_dir``
     (e.g. a folder on the mounted Drive) keeps the host keys across sessions.
+
+    A background monitor checks sshd and the tunnel every ``monitor_interval`` seconds
+    (None: no monitor) and brings back what died; when the tunnel comes back at a new
+    address it prints the new details (unless quiet), logs it, and calls ``on_change``.
 
     Calling it again while everything runs returns the same connection; if sshd or the
     tunnel died, it brings back what died. Errors are ColabSSHError subclasses, raised
@@ -266,19 +318,36 @@ def start_ssh(
         github_user=github_user,
         host_keys_dir=host_keys_dir,
     )
+    if monitor_interval is not None and (
+        isinstance(monitor_interval, bool)
+        or not isinstance(monitor_interval, int | float)
+        or monitor_interval <= 0
+    ):
+        raise InvalidArgumentError(
+            f"monitor_interval must be a positive number of seconds or None, not {monitor_interval!r}."
+        )
+    if on_change is not None and not callable(on_change):
+        raise InvalidArgumentError(
+            f"on_change must be a function taking the new Connection, not {on_change!r}."
+        )
     with _lock:
         if _session is not None and _session.request == request:
-            changed = _session.revive()
-            if changed and not quiet:
-                show_connection(_session.connection)
-            return _session.connection
+            session = _session
+            session.quiet, session.on_change = quiet, on_change
+            if session.revive() and not quiet:
+                show_connection(session.connection)
+            session.watch(monitor_interval)
+            return session.connection
         if _session is not None:
             _session.stop()
             _session = None
-        _session = _start(request, Progress(quiet=quiet))
+        session = _start(request, Progress(quiet=quiet))
+        session.quiet, session.on_change = quiet, on_change
+        _session = session
+        session.watch(monitor_interval)
     if not quiet:
-        show_connection(_session.connection)
-    return _session.connection
+        show_connection(session.connection)
+    return session.connection
 
 
 def ssh_status() -> SshStatus:
@@ -295,11 +364,14 @@ def stop_ssh(*, state_dir: str | os.PathLike[str] | None = None) -> None:
     """
     global _session
     with _lock:
-        if _session is not None:
-            paths = _session.request.paths
-            _session.stop()
+        stopped = _session
+        if stopped is not None:
+            paths = stopped.request.paths
+            stopped.stop()
             _session = None
         else:
             paths = Paths() if state_dir is None else Paths(state_dir=Path(state_dir).absolute())
         stop_stale_process(paths.sshd_pid, marker=str(paths.sshd_config))
         stop_stale_process(paths.ngrok_pid, marker=str(paths.ngrok_config))
+    if stopped is not None and stopped.monitor is not None:
+        stopped.monitor.stop()  # now that _lock is free, wait for its thread to end
