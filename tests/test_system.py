@@ -1,0 +1,147 @@
+"""Package installation, sshd start-up failures and file writes."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from colab_ssh import PackageInstallError, SshdStartError, start_ssh
+from colab_ssh import core as core_module
+from colab_ssh.sshd_config import SshdSettings, render_sshd_config
+from colab_ssh.system import ensure_package, restore_file, write_file
+
+from .conftest import our_processes
+
+# Stands in for apt-get where the real one would need a broken package list: it records each call and
+# answers like apt does. What it answers is read from files the test writes.
+APT_STAND_IN = """#!/bin/sh
+echo "$* DEBIAN_FRONTEND=$DEBIAN_FRONTEND" >> "$APT_CALLS"
+case "$1" in
+  update) echo "Reading package lists... Done"; exit 0 ;;
+  install)
+    if [ -f "$APT_LISTS_FRESH" ] || [ "$APT_MODE" = ok ]; then
+      printf '#!/bin/sh\\necho fake\\n' > "$APT_BIN/fakeprog"; chmod +x "$APT_BIN/fakeprog"
+      echo "Setting up fakepkg (1.0) ..."; exit 0
+    fi
+    if [ "$APT_MODE" = broken ]; then
+      echo "E: Sub-process /usr/bin/dpkg returned an error code (1)" >&2; exit 100
+    fi
+    echo "E: Unable to locate package fakepkg" >&2; exit 100 ;;
+esac
+"""
+
+
+@pytest.fixture
+def apt(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    script = tmp_path / "apt-get"
+    script.write_text(APT_STAND_IN)
+    script.chmod(0o755)
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    calls = tmp_path / "calls"
+    monkeypatch.setenv("APT_CALLS", str(calls))
+    monkeypatch.setenv("APT_BIN", str(bin_dir))
+    monkeypatch.setenv("APT_LISTS_FRESH", str(tmp_path / "fresh"))
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    return script, calls, tmp_path
+
+
+def test_install_without_update_when_lists_are_fine(apt, monkeypatch):
+    script, calls, tmp = apt
+    monkeypatch.setenv("APT_MODE", "ok")
+    policy = tmp / "policy-rc.d"
+
+    found = ensure_package(
+        "fakeprog", "fakepkg", log_path=tmp / "apt.log", apt_get=str(script), policy_rc_d=policy
+    )
+
+    assert found == str(tmp / "bin" / "fakeprog")
+    assert calls.read_text().splitlines() == [
+        "install -y -q --no-install-recommends fakepkg DEBIAN_FRONTEND=noninteractive"
+    ]
+    assert not policy.exists()  # only there while apt ran
+
+
+def test_stale_lists_get_one_update_and_one_retry(apt, monkeypatch):
+    script, calls, tmp = apt
+    monkeypatch.setenv("APT_MODE", "stale")
+    # The update makes the lists fresh: the stand-in's install then succeeds.
+    update_refreshes = script.read_text().replace(
+        'update) echo "Reading package lists... Done"; exit 0 ;;',
+        'update) touch "$APT_LISTS_FRESH"; echo "Reading package lists... Done"; exit 0 ;;',
+    )
+    script.write_text(update_refreshes)
+
+    ensure_package(
+        "fakeprog", "fakepkg", log_path=tmp / "apt.log", apt_get=str(script), policy_rc_d=tmp / "policy-rc.d"
+    )
+
+    verbs = [line.split()[0] for line in calls.read_text().splitlines()]
+    assert verbs == ["install", "update", "install"]
+
+
+def test_a_failed_install_raises_with_the_tail_of_apt_output(apt, monkeypatch):
+    script, calls, tmp = apt
+    monkeypatch.setenv("APT_MODE", "broken")
+
+    with pytest.raises(PackageInstallError) as raised:
+        ensure_package(
+            "fakeprog",
+            "fakepkg",
+            log_path=tmp / "apt.log",
+            apt_get=str(script),
+            policy_rc_d=tmp / "policy-rc.d",
+        )
+
+    assert "dpkg returned an error code" in raised.value.output_tail
+    assert "apt-get install fakepkg" in str(raised.value)
+    assert [line.split()[0] for line in calls.read_text().splitlines()] == ["install"]  # no pointless update
+
+
+def test_a_real_apt_install_of_a_missing_program(tmp_path):
+    """The real apt-get, with a small real package that is not installed."""
+    policy = Path("/usr/sbin/policy-rc.d")
+    policy_before = policy.read_bytes() if policy.exists() else None
+    if shutil.which("hello"):
+        subprocess.run(["apt-get", "remove", "-y", "-q", "hello"], capture_output=True, check=True)
+    try:
+        found = ensure_package("hello", "hello", log_path=tmp_path / "apt.log")
+        assert subprocess.run([found], capture_output=True, text=True, check=True).stdout.startswith("Hello")
+        assert "hello" in (tmp_path / "apt.log").read_text()
+        assert (policy.read_bytes() if policy.exists() else None) == policy_before  # as it was
+    finally:
+        subprocess.run(["apt-get", "remove", "-y", "-q", "hello"], capture_output=True, check=False)
+
+
+def test_sshd_that_dies_at_start_raises_with_its_log(test_user, port, state_dir, monkeypatch):
+    def unbindable(settings: SshdSettings) -> str:
+        # Passes `sshd -t` (which binds nothing) but fails to bind: an address this machine lacks.
+        return render_sshd_config(settings) + "ListenAddress 198.51.100.77\n"
+
+    monkeypatch.setattr(core_module, "render_sshd_config", unbindable)
+    with pytest.raises(SshdStartError) as raised:
+        start_ssh(tunnel="none", port=port, user=test_user, state_dir=state_dir, quiet=True)
+
+    assert (
+        "Cannot assign requested address" in raised.value.log_tail or "Cannot bind" in raised.value.log_tail
+    )
+    assert not (state_dir / "sshd_config").exists()  # rolled back
+    assert our_processes(state_dir) == []
+
+
+def test_write_file_is_atomic_private_from_the_start_and_undoable(tmp_path):
+    target = tmp_path / "dir" / "secret.conf"
+    assert write_file(target, "one\n", mode=0o600) is None
+    assert stat.S_IMODE(target.stat().st_mode) == 0o600
+    previous = write_file(target, "two\n", mode=0o600)
+    assert previous == b"one\n" and target.read_text() == "two\n"
+    restore_file(target, previous)
+    assert target.read_text() == "one\n"
+    restore_file(target, None)
+    assert not target.exists()
+    assert list(target.parent.iterdir()) == []  # no temporary files left behind
