@@ -196,11 +196,9 @@ def _collect_keys(request: Request) -> list[PublicKey]:
     return list(dict.fromkeys(keys))
 
 
-def _start(request: Request, progress: Progress) -> _Session:
+def _start(request: Request, progress: Progress, tunnel: Tunnel, keys: list[PublicKey]) -> _Session:
+    """Bring sshd and the tunnel up; each change is undone if a later step fails."""
     paths = request.paths
-    # First everything that can fail without changing anything: the token, the keys, the port.
-    tunnel = _make_tunnel(request, progress)
-    keys = _collect_keys(request)
     stop_stale_process(paths.sshd_pid, marker=str(paths.sshd_config))
     require_free_port(request.port)
     if request.mount_drive:
@@ -338,10 +336,15 @@ def start_ssh(
                 show_connection(session.connection)
             session.watch(monitor_interval)
             return session.connection
+        # What can fail without changing anything (the token, the keys) comes before the
+        # running session, if any, is replaced.
+        progress = Progress(quiet=quiet)
+        tunnel_to_open = _make_tunnel(request, progress)
+        keys = _collect_keys(request)
         if _session is not None:
             _session.stop()
             _session = None
-        session = _start(request, Progress(quiet=quiet))
+        session = _start(request, progress, tunnel_to_open, keys)
         session.quiet, session.on_change = quiet, on_change
         _session = session
         session.watch(monitor_interval)

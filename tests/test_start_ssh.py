@@ -341,3 +341,17 @@ def test_refuses_non_root_for_real(tmp_path):
     assert result.returncode != 0
     assert "UnsupportedSystemError" in result.stderr and "needs root" in result.stderr
     assert not (tmp_path / "state").exists()
+
+
+def test_a_failing_rerun_keeps_the_running_session(test_user, port, state_dir, ssh: SshClient, monkeypatch):
+    connection = start_local(test_user, port, state_dir)
+    monkeypatch.delenv("NGROK_AUTHTOKEN", raising=False)
+    monkeypatch.setitem(os.sys.modules, "google.colab", None)
+
+    with pytest.raises(ColabSSHError, match="No ngrok authtoken"):
+        start_ssh(tunnel="ngrok", port=port, user=test_user, state_dir=state_dir, quiet=True)
+    with pytest.raises(ColabSSHError, match="not of a supported type"):
+        start_local(test_user, port, state_dir, public_key="not-a-key at-all")
+
+    assert ssh.run(connection, "true").returncode == 0
+    assert start_local(test_user, port, state_dir) == connection
