@@ -132,8 +132,9 @@ class _Session:
     def revive(self) -> bool:
         """Bring back whatever died; True if the connection details changed."""
         paths = self.request.paths
-        if not self.sshd.healthy():
-            self.sshd.stop()
+        # Only a dead listener is replaced: one that is merely slow to answer (busy with
+        # scanners) keeps running, and sessions it started outlive it either way.
+        if not self.sshd.alive():
             self.sshd = SshdProcess.launch(
                 self.sshd_binary, paths.sshd_config, self.request.port, paths.sshd_log
             )

@@ -40,9 +40,17 @@ def test_a_killed_sshd_comes_back_by_itself(test_user, port, state_dir, ssh: Ssh
         pid for pid in pids_named(state_dir, b"sshd") if b"-D" in Path(f"/proc/{pid}/cmdline").read_bytes()
     ]
 
+    open_session = subprocess.Popen(
+        ["sshpass", "-e", "ssh", *ssh.options(), "-p", str(port), f"{test_user}@127.0.0.1",
+         "sleep 3; echo still-here"],
+        env={**os.environ, "SSHPASS": connection.password or ""}, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    time.sleep(1)
+
     os.kill(listener, signal.SIGKILL)
     waited = login_within(ssh, lambda: connection)
 
+    assert open_session.communicate(timeout=30)[0].strip() == "still-here"  # work in progress survived
     status = ssh_status()
     assert status.sshd_restarts == 1 and status.tunnel_restarts == 0, status
     assert status.sshd_alive and status.monitoring
