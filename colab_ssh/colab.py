@@ -7,6 +7,7 @@ import sys
 from typing import Any
 
 from .errors import ColabOnlyError, ColabSSHError
+from .platform import in_notebook
 
 __all__ = ["can_prompt", "in_colab", "mount_drive", "read_colab_secret"]
 
@@ -31,6 +32,10 @@ def read_colab_secret(name: str) -> tuple[str | None, str]:
         userdata = _colab_module("userdata")
     except ImportError:
         return None, "not in Colab"
+    if not in_notebook():
+        # Outside a notebook cell (Colab's terminal, a supervisor) the lookup waits for a UI
+        # that is not there until it times out.
+        return None, "only readable from a notebook cell"
     try:
         value = userdata.get(name)
     except Exception as error:

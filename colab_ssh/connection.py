@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import shlex
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 __all__ = ["Connection", "HostKey", "render_details"]
 
@@ -16,13 +16,28 @@ SERVER_ALIVE_COUNT_MAX = 4
 # Connection sharing: the second `ssh colab` (and VS Code's many) reuse the first connection
 # instead of paying the tunnel's round trips for a new handshake and login.
 CONTROL_PERSIST = "10m"
-# sshfs over a link with 100 ms round trips: cache what an editor asks for again and again.
+# sshfs over a link with 100 ms round trips: cache what an editor asks for again and again
+# (measured in benchmarks/RESULTS.md, row 4b). Every open() still costs one round trip, whatever
+# the options: sshfs sends an SFTP OPEN each time. A file saved on the client is on the server
+# when close() returns, with or without these options: they cache reads, never writes.
 SSHFS_CACHE_OPTIONS = (
-    "kernel_cache",
+    # Keep a file's contents across opens while its size and mtime stay the same. Each open
+    # fetches both anyway (sshfs sends a stat along with the OPEN), and ac_attr_timeout=0
+    # compares them at every open, so a file changed on the server is read afresh at no cost in
+    # round trips. (kernel_cache, the alternative, keeps serving the old contents.) Trade-off:
+    # a change that keeps both the size and the second of the mtime goes unnoticed.
+    "auto_cache",
+    "ac_attr_timeout=0",
+    # Names and attributes, in sshfs's cache (dir_cache, dcache_timeout; 20 s by default) and in
+    # the kernel's (entry_timeout, attr_timeout; 1 s by default), for 60 s: going through a
+    # project of a few hundred files takes a minute over such a link, and shorter caches expire
+    # before the second look. Trade-off: a file created, deleted or resized on the server shows
+    # in listings up to 60 s late, and a file that grew or shrank there may read once at its old
+    # size (plain sshfs does the same within its 20 s).
     "dir_cache=yes",
-    "dcache_timeout=20",
-    "attr_timeout=20",
-    "entry_timeout=20",
+    "dcache_timeout=60",
+    "entry_timeout=60",
+    "attr_timeout=60",
 )
 
 
@@ -42,13 +57,19 @@ class Connection:
     host: str
     port: int
     user: str
-    password: str | None  # None when login is by key only
+    password: str | None = field(repr=False)  # None when login is by key only; repr would print it
     local_port: int
     tunnel: str
     host_keys: tuple[HostKey, ...] = ()
     sshfs_path: str = "/content"
     proxy_command: str | None = None  # client-side ProxyCommand some tunnels need (%h = host)
     client_hints: tuple[str, ...] = ()  # how to install what the client side needs
+
+    def _repr_html_(self) -> str:
+        """The card, when a notebook shows the object (e.g. ``conn`` as a cell's last line)."""
+        from .display import render_html  # here: display imports this module
+
+        return render_html(self)
 
     @property
     def key_login(self) -> bool:

@@ -23,6 +23,7 @@ from .host_keys import host_key_fingerprints, prepare_host_keys, system_host_key
 from .keys import PublicKey, fetch_github_keys, install_authorized_keys, parse_public_key
 from .monitor import Monitor
 from .paths import Paths
+from .platform import default_workdir, detect_platform
 from .progress import Progress
 from .request import Request, check_request
 from .sshd import SshdProcess, require_free_port, stop_stale_process, validate_config
@@ -170,9 +171,7 @@ _lock = threading.Lock()
 def _sshfs_path(request: Request) -> str:
     if request.mount_drive:
         return DRIVE_PATH
-    if Path("/content").is_dir():
-        return "/content"
-    return pwd.getpwnam(request.user).pw_dir
+    return default_workdir(detect_platform(), request.user)  # /content, /kaggle/working, or home
 
 
 def _make_tunnel(request: Request, progress: Progress) -> Tunnel:
@@ -349,6 +348,7 @@ def start_ssh(
         session.quiet, session.on_change = quiet, on_change
         _session = session
         session.watch(monitor_interval)
+    progress.finish()  # "SSH server up in 0.3 s": all a warm run shows (nothing when quiet)
     if not quiet:
         show_connection(session.connection)
     return session.connection
@@ -367,6 +367,13 @@ def stop_ssh(*, state_dir: str | os.PathLike[str] | None = None) -> None:
     processes alive but forgets them).
     """
     global _session
+    from .cli import stop_supervisor  # here: cli imports this module
+
+    with _lock:
+        target = _session.request.paths.state_dir if _session is not None else None
+    if target is None:
+        target = Paths().state_dir if state_dir is None else Path(state_dir).absolute()
+    stop_supervisor(target)  # else `colab-ssh start`'s supervisor brings it all back
     with _lock:
         stopped = _session
         if stopped is not None:

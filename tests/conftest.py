@@ -95,6 +95,8 @@ def colab(monkeypatch: pytest.MonkeyPatch) -> ColabStub:
     google.colab = google_colab  # type: ignore[attr-defined]
     google_colab.userdata = userdata  # type: ignore[attr-defined]
     google_colab.drive = drive  # type: ignore[attr-defined]
+    # The stub stands for a Colab notebook kernel, the only place secrets can be read from.
+    monkeypatch.setattr("colab_ssh.colab.in_notebook", lambda: True)
     for name, module in {
         "google": google,
         "google.colab": google_colab,
