@@ -25,9 +25,19 @@ from .errors import (
     UnsupportedSystemError,
 )
 from .tunnels import Endpoint, Tunnel
+from .tunnels.cloudflared import (
+    CloudflaredDownloadError,
+    CloudflaredIntegrityError,
+    CloudflaredStartError,
+    CloudflaredTunnel,
+)
 
 __all__ = [
     "AuthtokenMissingError",
+    "CloudflaredDownloadError",
+    "CloudflaredIntegrityError",
+    "CloudflaredStartError",
+    "CloudflaredTunnel",
     "ColabOnlyError",
     "ColabSSHError",
     "Connection",

@@ -26,7 +26,7 @@ from .paths import Paths
 from .platform import default_workdir, detect_platform
 from .progress import Progress
 from .request import Request, check_request
-from .sshd import SshdProcess, require_free_port, stop_stale_process, validate_config
+from .sshd import SshdProcess, require_free_port, sshd_version, stop_stale_process, validate_config
 from .sshd_config import SshdSettings, render_sshd_config
 from .system import (
     check_system,
@@ -40,6 +40,7 @@ from .system import (
     write_file,
 )
 from .tunnels import Tunnel
+from .tunnels.cloudflared import CloudflaredTunnel, stop_stale_cloudflared
 from .tunnels.direct import DirectTunnel
 from .tunnels.ngrok import NgrokTunnel
 
@@ -179,6 +180,8 @@ def _make_tunnel(request: Request, progress: Progress) -> Tunnel:
         return request.tunnel
     if request.tunnel == "none":
         return DirectTunnel()
+    if request.tunnel == "cloudflared":
+        return CloudflaredTunnel(request.paths, progress)
     token = resolve_authtoken(request.authtoken, os.environ)
     return NgrokTunnel(token, region=request.region, paths=request.paths, progress=progress)
 
@@ -219,7 +222,9 @@ def _start(request: Request, progress: Progress, tunnel: Tunnel, keys: list[Publ
             host_keys, saved = prepare_host_keys(request.host_keys_dir, paths.sshd_host_keys_dir)
             for path in saved:
                 undo.callback(path.unlink, missing_ok=True)
+        behind_tunnel = request.tunnel != "none"
         settings = SshdSettings(
+            disable_per_source_penalties=behind_tunnel and sshd_version(sshd_binary) >= (9, 8),
             host_keys=host_keys,
             pid_file=paths.sshd_pid,
             password_login=password is not None,
@@ -367,7 +372,7 @@ def stop_ssh(*, state_dir: str | os.PathLike[str] | None = None) -> None:
     processes alive but forgets them).
     """
     global _session
-    from .cli import stop_supervisor  # here: cli imports this module
+    from .supervisor import stop_supervisor  # here: supervisor imports this module
 
     with _lock:
         target = _session.request.paths.state_dir if _session is not None else None
@@ -384,5 +389,6 @@ def stop_ssh(*, state_dir: str | os.PathLike[str] | None = None) -> None:
             paths = Paths() if state_dir is None else Paths(state_dir=Path(state_dir).absolute())
         stop_stale_process(paths.sshd_pid, marker=str(paths.sshd_config))
         stop_stale_process(paths.ngrok_pid, marker=str(paths.ngrok_config))
+        stop_stale_cloudflared(paths)
     if stopped is not None and stopped.monitor is not None:
         stopped.monitor.stop()  # now that _lock is free, wait for its thread to end

@@ -16,7 +16,7 @@ from .tunnels import Tunnel
 
 __all__ = ["NGROK_REGIONS", "TUNNEL_NAMES", "Request", "check_request"]
 
-TUNNEL_NAMES = ("ngrok", "none")
+TUNNEL_NAMES = ("ngrok", "cloudflared", "none")
 NGROK_REGIONS = ("us", "eu", "ap", "au", "sa", "jp", "in")
 MIN_PASSWORD_LENGTH = 8
 
@@ -122,6 +122,10 @@ def check_request(
     """Every argument checked, each failure an InvalidArgumentError naming the problem and the fix."""
     checked_tunnel = _check_tunnel(tunnel)
     checked_port = _check_port(port)
+    if region is not None and checked_tunnel != "ngrok":
+        raise InvalidArgumentError(
+            f"region= is an ngrok setting; tunnel={checked_tunnel!r} has no regions. Leave region out."
+        )
     if region is not None and region not in NGROK_REGIONS:
         raise InvalidArgumentError(
             f"Unknown ngrok region {region!r}; choose one of {', '.join(NGROK_REGIONS)}, or leave it out"

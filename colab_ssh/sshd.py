@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -20,6 +21,7 @@ __all__ = [
     "port_in_use",
     "require_free_port",
     "session_members",
+    "sshd_version",
     "stop_stale_process",
     "terminate_pid",
     "validate_config",
@@ -43,6 +45,16 @@ def validate_config(sshd: str, config: Path, port: int) -> None:
             " restored and nothing was started.",
             sshd_message=(result.stderr or result.stdout).strip(),
         )
+
+
+def sshd_version(sshd: str) -> tuple[int, int]:
+    """(major, minor) of the installed sshd; (0, 0) if it does not say."""
+    # `-V` exists from OpenSSH 9.1; older ones print the version with their usage message.
+    result = subprocess.run(
+        [sshd, "-V"], stdin=subprocess.DEVNULL, capture_output=True, text=True, check=False
+    )
+    found = re.search(r"OpenSSH_(\d+)\.(\d+)", result.stderr + result.stdout)
+    return (int(found.group(1)), int(found.group(2))) if found else (0, 0)
 
 
 def port_in_use(port: int) -> bool:

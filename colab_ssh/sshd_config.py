@@ -26,6 +26,10 @@ class SshdSettings:
     environment: Mapping[str, str] = field(default_factory=dict)
     client_alive_interval: int = 15
     client_alive_count_max: int = 4
+    # OpenSSH 9.8+ penalises addresses with failed logins. Behind a tunnel every client comes
+    # from 127.0.0.1, so scanners' failures would lock real users out: switch it off there.
+    # (Older sshd rejects the keyword, hence a flag set from the installed version.)
+    disable_per_source_penalties: bool = False
 
 
 def quote_setenv_value(value: str) -> str:
@@ -75,6 +79,8 @@ def render_sshd_config(settings: SshdSettings) -> str:
         "PrintMotd no",
         "UseDNS no",
     ]
+    if settings.disable_per_source_penalties:
+        lines.append("PerSourcePenalties no")
     if settings.environment:
         lines.append(_setenv_line(settings.environment))
     return "\n".join(lines) + "\n"

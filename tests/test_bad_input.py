@@ -179,6 +179,12 @@ CASES: list[Case] = [
     ("unknown tunnel name", lambda c: {"tunnel": "carrier-pigeon"}, InvalidArgumentError, "Unknown tunnel"),
     ("tunnel of the wrong type", lambda c: {"tunnel": 42}, InvalidArgumentError, "tunnel must be a name"),
     (
+        "region without ngrok",
+        lambda c: {"tunnel": "none", "region": "eu"},
+        InvalidArgumentError,
+        "region= is an ngrok setting",
+    ),
+    (
         "unknown region",
         lambda c: {"tunnel": "ngrok", "region": "mars"},
         InvalidArgumentError,

@@ -23,6 +23,7 @@ from colab_ssh import (
     stop_ssh,
 )
 from colab_ssh.authtoken import resolve_authtoken
+from colab_ssh.system import read_password_hash
 
 from .conftest import STAND_IN_NGROK, ColabStub, NgrokCloud, SshClient, our_processes
 
@@ -169,15 +170,16 @@ def test_second_agent_session_err_ngrok_108(test_user, port, state_dir, ngrok_cl
 
 def test_no_card_for_tcp_err_ngrok_8013(test_user, port, state_dir, ngrok_cloud: NgrokCloud):
     token = ngrok_cloud.add_account("tok_no_card_10", card=False)
-    password_before = Path("/etc/shadow").read_text()
+    password_before = read_password_hash(Path("/etc/shadow"), test_user)
 
     with pytest.raises(NgrokTcpNeedsCardError) as raised:
         start_ngrok(test_user, port, state_dir, authtoken=token)
 
     assert raised.value.code == "ERR_NGROK_8013"
     assert "card" in str(raised.value) and "dashboard.ngrok.com/settings" in str(raised.value)
+    assert "tunnel='cloudflared' needs no card and no account" in str(raised.value)
     assert_nothing_left(state_dir)
-    assert Path("/etc/shadow").read_text() == password_before  # the password change was undone
+    assert read_password_hash(Path("/etc/shadow"), test_user) == password_before  # the change was undone
     assert not (state_dir / "sshd_config").exists()  # and so was the config
 
 

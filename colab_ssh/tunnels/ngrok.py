@@ -85,7 +85,8 @@ def ngrok_error_for(detail: str, authtoken: str) -> TunnelError:
         return NgrokTcpNeedsCardError(
             "ngrok refuses TCP endpoints to free accounts without a card on file (ERR_NGROK_8013), and"
             " SSH needs TCP. Add a card at https://dashboard.ngrok.com/settings#id-verification (it is"
-            " not charged), or use another tunnel: tunnel='none' where the port is reachable.",
+            " not charged), or use another tunnel: tunnel='cloudflared' needs no card and no account"
+            " (your computer needs cloudflared installed), or tunnel='none' where the port is reachable.",
             code=code,
         )
     return TunnelError(f"ngrok could not open the tunnel: {detail}", code=code)

@@ -1,0 +1,550 @@
+"""The background supervisor that ``colab-ssh start`` launches, and its files in the state folder.
+
+``start`` has to return while sshd and the tunnel keep running, but pyngrok ends the ngrok
+agent when the Python process that started it exits. So ``start`` launches a small
+supervisor, ``python -m colab_ssh serve``, in its own session (a closed terminal or an
+interrupted cell does not reach it), with /dev/null as input and a log file as output (a
+caller reading ``colab-ssh start | cat`` must see the end of the output when ``start`` exits).
+The supervisor calls start_ssh(), writes the connection to ``connection.json`` (mode 0600:
+it holds the password) or the error to ``error.json``, brings back whatever dies, and on
+SIGTERM calls stop_ssh() and exits. The ngrok authtoken and the password reach it through
+a pipe on its standard input, never its command line, where ``ps`` would show them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import fcntl
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+import traceback
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from types import FrameType
+from typing import Any, TextIO
+
+from .connection import Connection, HostKey
+from .core import ssh_status, start_ssh, stop_ssh
+from .display import connection_display_suppressed
+from .errors import ColabSSHError
+from .system import write_file
+
+__all__ = [
+    "HEALTH_INTERVAL",
+    "PROGRAM",
+    "STOP_TIMEOUT",
+    "Secrets",
+    "StartOptions",
+    "StateFiles",
+    "SupervisorError",
+    "connection_from_json",
+    "connection_to_json",
+    "process_start_time",
+    "serve",
+    "spawn_supervisor",
+    "stop_spawned",
+    "stop_supervisor",
+    "supervise",
+    "wait_for_supervisor",
+]
+
+PROGRAM = "colab-ssh"  # the command, as messages name it
+STOP_TIMEOUT = 30.0
+HEALTH_INTERVAL = 30.0
+_POLL = 0.1
+_LOG_MARK = "[log "  # starts the supervisor's log lines that are not progress
+
+
+class SupervisorError(Exception):
+    """The supervisor did not come up: one line for the user; ``more`` and its ``trace`` with --debug."""
+
+    def __init__(self, message: str, *, more: str = "", trace: str = "", expected: bool = True) -> None:
+        super().__init__(message)
+        self.more = more
+        self.trace = trace
+        self.expected = expected
+
+
+# --- what the supervisor serves ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StartOptions:
+    """start_ssh()'s options that may appear on a command line: none of them is a secret."""
+
+    tunnel: str = "ngrok"
+    port: int = 22
+    region: str | None = None
+    user: str = "root"
+    mount_drive: bool = False
+    public_keys: tuple[str, ...] = ()
+    github_user: str | None = None
+    host_keys_dir: str | None = None
+
+    def api_arguments(self) -> dict[str, Any]:
+        """Keyword arguments for start_ssh()."""
+        return {
+            "tunnel": self.tunnel,
+            "port": self.port,
+            "region": self.region,
+            "user": self.user,
+            "mount_drive": self.mount_drive,
+            "public_key": list(self.public_keys) or None,  # start_ssh() refuses an empty list
+            "github_user": self.github_user,
+            "host_keys_dir": self.host_keys_dir,
+        }
+
+    def argv(self) -> list[str]:
+        """The same options for the supervisor's command line."""
+        words = ["--tunnel", self.tunnel, "--port", str(self.port), "--user", self.user]
+        if self.region is not None:
+            words += ["--region", self.region]
+        if self.mount_drive:
+            words.append("--mount-drive")
+        for key in self.public_keys:
+            words += ["--public-key", key]
+        if self.github_user is not None:
+            words += ["--github-user", self.github_user]
+        if self.host_keys_dir is not None:
+            words += ["--host-keys-dir", self.host_keys_dir]
+        return words
+
+
+@dataclass(frozen=True)
+class Secrets:
+    """What must never be on a command line or in a log."""
+
+    authtoken: str | None = field(default=None, repr=False)
+    password: str | None = field(default=None, repr=False)
+
+
+# --- the files in the state folder ---------------------------------------------------------------
+
+
+def process_start_time(pid: int) -> str | None:
+    """The process's start time in clock ticks since boot: with the pid, it names one process for good.
+
+    None if no such process runs (a zombie counts as gone).
+    """
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()
+    except OSError:
+        return None
+    return None if fields[0] == "Z" else fields[19]
+
+
+@dataclass(frozen=True)
+class StateFiles:
+    """The command line's files, beside start_ssh()'s own in the state folder."""
+
+    state_dir: Path
+
+    @property
+    def pid(self) -> Path:
+        return self.state_dir / "supervisor.pid"
+
+    @property
+    def log(self) -> Path:
+        return self.state_dir / "supervisor.log"
+
+    @property
+    def connection(self) -> Path:
+        return self.state_dir / "connection.json"
+
+    @property
+    def error(self) -> Path:
+        return self.state_dir / "error.json"
+
+    @property
+    def lock(self) -> Path:
+        return self.state_dir / "cli.lock"
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        """One start or stop at a time: two supervisors would fight over the port and the files."""
+        self.state_dir.mkdir(mode=0o755, parents=True, exist_ok=True)
+        descriptor = os.open(self.lock, os.O_RDWR | os.O_CREAT, 0o600)  # not inherited by children
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(descriptor)
+
+    def record_pid(self, pid: int) -> None:
+        write_file(self.pid, f"{pid} {process_start_time(pid) or ''}\n", mode=0o644)
+
+    def running_pid(self) -> int | None:
+        """The supervisor's pid if it still runs (the start time guards against a recycled pid)."""
+        try:
+            pid_text, started = self.pid.read_text().split()
+            pid = int(pid_text)
+        except (OSError, ValueError):
+            return None
+        return pid if process_start_time(pid) == started else None
+
+    def forget_own_pid(self) -> None:
+        """Remove the pid file if it names this process (never another supervisor's)."""
+        if self.running_pid() == os.getpid():
+            self.pid.unlink(missing_ok=True)
+
+    def write_json(self, path: Path, content: dict[str, Any]) -> None:
+        write_file(path, json.dumps(content, indent=1) + "\n", mode=0o600)
+
+    def read_json(self, path: Path) -> dict[str, Any] | None:
+        """The file's object; None while it is missing (or, never seen thanks to atomic writes, torn)."""
+        try:
+            content = json.loads(path.read_text())
+        except (FileNotFoundError, ValueError):
+            return None
+        return content if isinstance(content, dict) else None
+
+    def clear(self) -> None:
+        for path in (self.pid, self.connection, self.error):
+            path.unlink(missing_ok=True)
+
+
+def connection_to_json(connection: Connection) -> dict[str, Any]:
+    """For connection.json, so that `start` and `status` in other processes can show it."""
+    return dataclasses.asdict(connection)
+
+
+def connection_from_json(content: dict[str, Any]) -> Connection:
+    """The inverse of connection_to_json(); keys this version does not know are left out."""
+    names = {item.name for item in dataclasses.fields(Connection)}
+    values = {name: value for name, value in content.items() if name in names}
+    values["host_keys"] = tuple(HostKey(**key) for key in values.get("host_keys", ()))
+    values["client_hints"] = tuple(values.get("client_hints", ()))
+    return Connection(**values)
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+# --- serving: the supervisor, and `start --foreground` ----------------------------------------
+
+
+class _StopRequest:
+    """SIGTERM, SIGINT and SIGHUP only raise a flag: a start under way finishes, then we stop cleanly.
+
+    (Blocking the signals instead would be inherited by sshd and the ngrok agent.)
+    """
+
+    def __init__(self) -> None:
+        self.requested = False
+        for number in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(number, self._handle)
+
+    def _handle(self, number: int, frame: FrameType | None) -> None:
+        self.requested = True
+
+    def wait(self, seconds: float) -> bool:
+        """Sleep up to ``seconds``; True as soon as a stop was requested."""
+        deadline = time.monotonic() + seconds
+        while not self.requested and time.monotonic() < deadline:
+            time.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
+        return self.requested
+
+
+class _Server:
+    """One start_ssh() session kept up until a stop is requested, its state kept in connection.json."""
+
+    def __init__(self, options: StartOptions, secrets: Secrets, files: StateFiles, *, quiet: bool) -> None:
+        self.options = options
+        self.secrets = secrets
+        self.files = files
+        self.quiet = quiet
+        self.since = _now()
+
+    def start(self) -> Connection:
+        """start_ssh() with the same arguments every time: the second call brings back what died."""
+        return start_ssh(
+            self.secrets.authtoken,
+            password=self.secrets.password,
+            quiet=self.quiet,
+            state_dir=self.files.state_dir,
+            on_change=self._changed,  # its monitor thread found a new tunnel address
+            **self.options.api_arguments(),
+        )
+
+    def _changed(self, connection: Connection) -> None:
+        print(f"{_now()} the tunnel came back at {connection.host}:{connection.port}", flush=True)
+        self.record(connection)
+
+    def record(self, connection: Connection, last_error: str | None = None) -> None:
+        status = ssh_status()
+        self.files.write_json(
+            self.files.connection,
+            {
+                "pid": os.getpid(),
+                "since": self.since,
+                "checked_at": _now(),
+                "options": dataclasses.asdict(self.options),
+                "connection": connection_to_json(status.connection or connection),
+                "sshd_alive": status.sshd_alive,
+                "tunnel_alive": status.tunnel_alive,
+                "restarts": status.restarts,
+                "last_error": last_error,
+            },
+        )
+
+    def health_check(self, connection: Connection) -> Connection:
+        """Bring back a dead sshd or tunnel (start_ssh()'s own monitor may be quicker), record the state."""
+        status = ssh_status()
+        last_error = None
+        if not (status.running and status.sshd_alive and status.tunnel_alive):
+            print(f"{_now()} sshd or the tunnel stopped; bringing it back", flush=True)
+            try:
+                connection = self.start()
+            except ColabSSHError as error:
+                last_error = str(error).splitlines()[0]
+                print(f"{_now()} could not bring it back: {last_error}", flush=True)
+        self.record(connection, last_error)
+        return connection
+
+
+def serve(
+    options: StartOptions,
+    secrets: Secrets,
+    files: StateFiles,
+    *,
+    show_details: bool,
+    quiet: bool = False,
+    check_interval: float = HEALTH_INTERVAL,
+) -> None:
+    """Start, then keep sshd and the tunnel up until asked to stop; stop_ssh() on the way out.
+
+    ``show_details``: print the details here (``start --foreground``); otherwise they are never
+    shown, also not when the tunnel comes back at a new address, and only progress lines go to
+    our output (the supervisor's log, which ``start`` relays). ``quiet``: not even those.
+    """
+    with contextlib.ExitStack() as stack:
+        if not show_details:
+            stack.enter_context(connection_display_suppressed())
+        server = _Server(options, secrets, files, quiet=quiet)
+        stop = _StopRequest()
+        try:
+            connection = server.start()
+        except BaseException:
+            files.forget_own_pid()
+            raise
+        try:
+            server.record(connection)
+            if show_details and not quiet:
+                print(f"Serving until Ctrl-C or `{PROGRAM} stop`.", flush=True)
+            while not stop.wait(check_interval):
+                connection = server.health_check(connection)
+        finally:
+            stop_ssh(state_dir=files.state_dir)
+            files.connection.unlink(missing_ok=True)
+            files.forget_own_pid()
+
+
+class _OneLineFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return super().format(record).replace("\n", "\\n")
+
+
+def _log_records_marked() -> None:
+    """Library log records go to the log as ``[log NAME] LEVEL: ...`` lines, which start does not relay.
+
+    Without a handler Python would print pyngrok's warnings bare, indistinguishable from
+    our progress lines.
+    """
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_OneLineFormatter(f"{_LOG_MARK}%(name)s] %(levelname)s: %(message)s"))
+    logging.getLogger().addHandler(handler)
+    logging.getLogger().setLevel(logging.WARNING)
+    logging.captureWarnings(True)
+
+
+def _error_record(error: BaseException) -> dict[str, Any]:
+    return {
+        "type": type(error).__name__,
+        "message": str(error),
+        "expected": isinstance(error, ColabSSHError),
+        "traceback": "".join(traceback.format_exception(type(error), error, error.__traceback__)),
+    }
+
+
+def supervise(options: StartOptions, files: StateFiles, *, check_interval: float) -> bool:
+    """The supervisor (``serve``): secrets from the pipe on stdin, then /dev/null there; serve().
+
+    True once it stopped as asked; False if it failed, with the error in error.json for ``start``.
+    """
+    _log_records_marked()
+    raw = sys.stdin.read()
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)
+    os.close(null)
+    try:
+        loaded = json.loads(raw) if raw.strip() else {}
+        secrets = Secrets(authtoken=loaded.get("authtoken"), password=loaded.get("password"))
+        serve(options, secrets, files, show_details=False, check_interval=check_interval)
+    except BaseException as error:
+        files.write_json(files.error, _error_record(error))
+        return False
+    return True
+
+
+# --- launching it from `start`, and waiting until it is up ---------------------------------------
+
+
+def spawn_supervisor(
+    options: StartOptions, secrets: Secrets, files: StateFiles, *, check_interval: float
+) -> subprocess.Popen[bytes]:
+    """Launch the supervisor in its own session, its output in a fresh log, the secrets on its stdin."""
+    package_root = str(Path(__file__).resolve().parent.parent)
+    environment = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")])),
+    }
+    command = [
+        sys.executable,
+        "-m",
+        "colab_ssh",
+        "serve",
+        *options.argv(),
+        "--state-dir",
+        str(files.state_dir),
+        "--check-interval",
+        str(check_interval),
+    ]
+    log = os.open(files.log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(log, 0o600)
+    try:
+        process = subprocess.Popen(
+            command,
+            stdin=subprocess.PIPE,
+            stdout=log,
+            stderr=log,
+            cwd="/",
+            env=environment,
+            start_new_session=True,
+        )
+    finally:
+        os.close(log)
+    files.record_pid(process.pid)
+    assert process.stdin is not None  # noqa: S101 - stdin=PIPE above
+    with process.stdin:
+        process.stdin.write(json.dumps(dataclasses.asdict(secrets)).encode())
+    return process
+
+
+class _LogRelay:
+    """Copies the supervisor's new progress lines to our output as they appear (all lines with --debug)."""
+
+    def __init__(self, path: Path, out: TextIO | None, *, everything: bool = False) -> None:
+        self._file = path.open("rb")
+        self._partial = b""
+        self._out = out
+        self._everything = everything
+
+    def pump(self, *, final: bool = False) -> None:
+        self._partial += self._file.read()
+        *lines, self._partial = self._partial.split(b"\n")
+        if final and self._partial:
+            lines, self._partial = [*lines, self._partial], b""
+        if self._out is not None:
+            for line in lines:
+                if self._everything or not line.startswith(_LOG_MARK.encode()):
+                    print(line.decode(errors="replace"), file=self._out, flush=True)
+
+    def close(self) -> None:
+        self._file.close()
+
+
+def wait_for_supervisor(
+    process: subprocess.Popen[bytes],
+    files: StateFiles,
+    timeout: float,
+    *,
+    out: TextIO | None,
+    everything: bool = False,
+) -> Connection:
+    """The connection once the supervisor is up; meanwhile its progress lines are copied to ``out``.
+
+    ``everything``: its library log lines too. Its error, or no connection within ``timeout``
+    (then it is stopped), is raised as a SupervisorError.
+    """
+    deadline = time.monotonic() + timeout
+    with contextlib.closing(_LogRelay(files.log, out, everything=everything)) as relay:
+        while True:
+            relay.pump()
+            state = files.read_json(files.connection)
+            if state is not None and state.get("pid") == process.pid:
+                relay.pump(final=True)
+                return connection_from_json(state["connection"])
+            error = files.read_json(files.error)
+            if error is not None or process.poll() is not None:
+                process.wait()
+                relay.pump(final=True)
+                raise _error_from(files.read_json(files.error), process.returncode, files)
+            if time.monotonic() > deadline:
+                stop_spawned(process, files)
+                raise SupervisorError(
+                    f"sshd and the tunnel were not up within {timeout:.0f} s; see {files.log}."
+                )
+            time.sleep(_POLL)
+
+
+def _error_from(record: dict[str, Any] | None, returncode: int | None, files: StateFiles) -> SupervisorError:
+    """The supervisor's error.json as our own error: the same first line, its traceback for --debug."""
+    if record is None:
+        return SupervisorError(
+            f"The supervisor exited (status {returncode}) before it was up; see {files.log}."
+        )
+    message = str(record.get("message", "")).strip() or str(record.get("type", "error"))
+    first, _, rest = message.partition("\n")
+    expected = bool(record.get("expected"))
+    if not expected:
+        first = f"unexpected {record.get('type')}: {first}"
+    return SupervisorError(first, more=rest, trace=str(record.get("traceback", "")), expected=expected)
+
+
+# --- stopping it ---------------------------------------------------------------------------------
+
+
+def stop_spawned(process: subprocess.Popen[bytes], files: StateFiles) -> None:
+    """End a supervisor spawned here and reap it; stop_ssh() for anything it left (after a SIGKILL, all)."""
+    _end_process(process.pid, STOP_TIMEOUT)
+    stop_ssh(state_dir=files.state_dir)
+    process.wait()
+
+
+def stop_supervisor(state_dir: str | os.PathLike[str], *, timeout: float = STOP_TIMEOUT) -> bool:
+    """End the ``colab-ssh start`` supervisor of this state folder if one runs; True if one did.
+
+    For stop_ssh(): otherwise the supervisor would bring back what stop_ssh() stopped. It never
+    ends the calling process (the supervisor's own stop_ssh() on its way out comes here too).
+    """
+    files = StateFiles(Path(state_dir))
+    pid = files.running_pid()
+    if pid is None or pid == os.getpid():
+        return False
+    _end_process(pid, timeout)
+    files.clear()
+    return True
+
+
+def _end_process(pid: int, timeout: float) -> None:
+    """SIGTERM, then SIGKILL after ``timeout``; the start time makes sure it is still the same process."""
+    started = process_start_time(pid)
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while process_start_time(pid) == started and started is not None and time.monotonic() < deadline:
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)
+        time.sleep(_POLL)
+    if process_start_time(pid) == started and started is not None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)

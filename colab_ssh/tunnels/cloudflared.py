@@ -1,0 +1,501 @@
+"""tunnel="cloudflared": a Cloudflare quick tunnel, with no account and no card.
+
+How it differs from ngrok, and why the code looks the way it does:
+- The public side is not raw TCP. ``https://<words>.trycloudflare.com`` speaks HTTPS and
+  WebSocket only, so the client's ssh reaches it through ``cloudflared access ssh --hostname %h``
+  as its ProxyCommand; the client needs cloudflared installed (the endpoint carries the
+  ProxyCommand and one-line install hints, which the printed details show).
+- The agent is one static binary from Cloudflare's GitHub releases, fetched on first use into
+  ``Paths.cache_dir``. It is pinned to ``VERSION`` and checked against the release's SHA-256
+  before it is ever made executable, so a tampered or truncated download never runs.
+- cloudflared has no local API: its address appears only in its log, boxed, so we read the
+  log file it writes (never a pipe, which a detached agent would block on once nobody reads it).
+- The address is printed before the tunnel connects to Cloudflare's edge; we also wait for the
+  "Registered tunnel connection" line, so the address we hand out already works, and a network
+  that blocks the edge's port 7844 fails here with a clear message instead of at the first login.
+- ``--pidfile`` puts our state directory on cloudflared's command line: that is how a later
+  kernel recognises (and stops) an agent an earlier kernel left running.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import http.client
+import os
+import platform
+import re
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from ..errors import InvalidArgumentError, TunnelError
+from ..paths import Paths
+from ..progress import Progress
+from ..sshd import descendants, session_members, stop_stale_process, terminate_pid
+from ..system import tail, write_file
+from . import Endpoint
+
+__all__ = [
+    "BINARY_ENV",
+    "PROXY_COMMAND",
+    "SHA256",
+    "VERSION",
+    "CloudflaredDownloadError",
+    "CloudflaredIntegrityError",
+    "CloudflaredStartError",
+    "CloudflaredTunnel",
+    "asset_for_machine",
+    "cloudflared_log",
+    "cloudflared_pid_file",
+    "stop_stale_cloudflared",
+]
+
+# The release we run, and the SHA-256 of its Linux assets as the release notes of
+# https://github.com/cloudflare/cloudflared/releases/tag/2026.10.0 list them.
+VERSION = "2026.10.0"
+SHA256 = {
+    "cloudflared-linux-amd64": "d33ff2d14475178d2012c2c56beba87389ac5ded27649519f198a7d3134a99db",
+    "cloudflared-linux-arm64": "e6422b9d4f72d3194bc5a38676f13667c06666523217b842a877d72a80b5ac08",
+}
+RELEASES = "https://github.com/cloudflare/cloudflared/releases/download"
+# platform.machine() spellings of the CPUs Cloudflare builds Linux binaries for.
+_ASSETS = {
+    "x86_64": "cloudflared-linux-amd64",
+    "amd64": "cloudflared-linux-amd64",
+    "aarch64": "cloudflared-linux-arm64",
+    "arm64": "cloudflared-linux-arm64",
+}
+# An executable to use instead of the download (tests' stand-in, or a cloudflared you installed).
+BINARY_ENV = "COLAB_SSH_CLOUDFLARED"
+DOWNLOAD_TIMEOUT = 30.0  # seconds without a byte before the download is given up
+DOWNLOAD_DEADLINE = 600.0  # seconds for the whole download (about 40 MB)
+MAX_DOWNLOAD_BYTES = 256 * 1024 * 1024  # the real asset is about 40 MB: more is not cloudflared
+
+# What the client's ssh runs to reach the tunnel (%h: the trycloudflare hostname).
+PROXY_COMMAND = "cloudflared access ssh --hostname %h"
+CLIENT_HINTS = (
+    "Linux:   sudo curl -fsSLo /usr/local/bin/cloudflared https://github.com/cloudflare/cloudflared"
+    "/releases/latest/download/cloudflared-linux-amd64 && sudo chmod +x /usr/local/bin/cloudflared"
+    " (ARM: cloudflared-linux-arm64)",
+    "macOS:   brew install cloudflared",
+    "Windows: winget install --id Cloudflare.cloudflared",
+)
+# ssh's port on the trycloudflare side: 22 keeps "-p" out of the printed commands (the
+# ProxyCommand does the connecting, so the number is never dialled).
+PUBLIC_PORT = 22
+
+# The boxed address. api.trycloudflare.com is where cloudflared asks for a tunnel and appears
+# in its error lines ("failed to request quick Tunnel: Post https://api.trycloudflare.com/...").
+_ADDRESS = re.compile(r"https://((?!api\.)[a-z0-9]+(?:-[a-z0-9]+)*\.trycloudflare\.com)(?![a-z0-9.-])")
+_REGISTERED = "Registered tunnel connection"
+# The edge no longer knows the tunnel (it was deleted or expired): retrying cannot bring the
+# address back, only a new quick tunnel can.
+_GONE = re.compile(r"Register tunnel error from server side .*Unauthorized")
+_RATE_LIMITED = ("429 Too Many Requests", "error code: 1015")
+_NO_API = "failed to request quick Tunnel"
+_POLL_SECONDS = 0.02
+_STOP_SECONDS = 3.0
+
+
+class CloudflaredDownloadError(TunnelError):
+    """cloudflared could not be fetched (no internet, a CPU without a pinned build), or the
+    program named by COLAB_SSH_CLOUDFLARED is not executable."""
+
+
+class CloudflaredIntegrityError(CloudflaredDownloadError):
+    """The downloaded file's SHA-256 is not the pinned one; the file was deleted unrun."""
+
+    def __init__(self, message: str, *, expected: str, actual: str) -> None:
+        super().__init__(message)
+        self.expected = expected
+        self.actual = actual
+
+
+class CloudflaredStartError(TunnelError):
+    """cloudflared gave no working quick-tunnel address; ``log_tail`` holds the end of its log.
+
+    ``code`` is "1015" when Cloudflare rate-limited the request for a quick tunnel.
+    """
+
+    def __init__(self, message: str, *, log_tail: str, code: str | None = None) -> None:
+        super().__init__(f"{message}\n--- last lines of cloudflared's log ---\n{log_tail}", code=code)
+        self.log_tail = log_tail
+
+
+def cloudflared_pid_file(paths: Paths) -> Path:
+    return paths.state_dir / "cloudflared.pid"
+
+
+def cloudflared_log(paths: Paths) -> Path:
+    return paths.state_dir / "cloudflared.log"
+
+
+def stop_stale_cloudflared(paths: Paths) -> None:
+    """Stop a cloudflared an earlier kernel of this runtime started (stop_ssh() calls this).
+
+    Our pid file's path is on the command line of every cloudflared we start (--pidfile),
+    so a recycled pid never makes us stop someone else's program.
+    """
+    pid_file = cloudflared_pid_file(paths)
+    stop_stale_process(pid_file, marker=str(pid_file))
+
+
+def asset_for_machine(machine: str | None = None) -> str:
+    """The release asset for this CPU; an error naming the way out for CPUs without one."""
+    machine = platform.machine() if machine is None else machine
+    asset = _ASSETS.get(machine.lower())
+    if asset is None:
+        raise CloudflaredDownloadError(
+            f"There is no pinned cloudflared build for this CPU ({machine!r}); colab_ssh downloads"
+            f" the Linux amd64 and arm64 builds. Install cloudflared yourself and set {BINARY_ENV} to"
+            " its path, or use tunnel='ngrok'."
+        )
+    return asset
+
+
+def _check_download_url(url: str) -> None:
+    """HTTPS only, except plain HTTP to this machine (what tests serve the file from)."""
+    parts = urlsplit(url)
+    loopback = parts.hostname in ("127.0.0.1", "localhost", "::1")
+    if parts.scheme != "https" and not (parts.scheme == "http" and loopback):
+        raise InvalidArgumentError(
+            f"download_url must be an https:// URL, not {url!r} (the file runs as root)."
+        )
+
+
+def _download_error(url: str, reason: object) -> CloudflaredDownloadError:
+    return CloudflaredDownloadError(
+        f"Could not download cloudflared from {url}: {reason}. The runtime needs internet access to"
+        f" github.com (Cloudflare publishes cloudflared there); or install cloudflared yourself and"
+        f" set {BINARY_ENV} to its path."
+    )
+
+
+def _copy_hashing(url: str, destination: int) -> str:
+    """Stream ``url`` into the open file ``destination``; return the SHA-256 of what arrived."""
+    digest = hashlib.sha256()
+    size = 0
+    deadline = time.monotonic() + DOWNLOAD_DEADLINE
+    # The scheme was checked by _check_download_url: https, or http to this machine.
+    with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT) as response:  # noqa: S310
+        while chunk := response.read(1024 * 1024):
+            size += len(chunk)
+            if size > MAX_DOWNLOAD_BYTES:
+                raise OSError(f"the file is larger than {MAX_DOWNLOAD_BYTES // (1024 * 1024)} MiB")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the download took longer than {DOWNLOAD_DEADLINE:.0f} s")
+            digest.update(chunk)
+            while chunk:
+                chunk = chunk[os.write(destination, chunk) :]
+    return digest.hexdigest()
+
+
+def download_verified(url: str, sha256: str, target: Path) -> None:
+    """Fetch ``url`` to ``target`` if and only if its SHA-256 is ``sha256``.
+
+    The bytes go to a private temporary file first (mode 0600, not executable); only a file
+    with the right digest is made executable and renamed into place, in one atomic step, so
+    neither a half download nor a wrong file is ever found at ``target``.
+    """
+    _check_download_url(url)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(f".{target.name}.{os.getpid()}.part")
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        try:
+            actual = _copy_hashing(url, fd)
+        finally:
+            os.close(fd)
+    except (OSError, http.client.HTTPException, ValueError) as error:  # URLError is an OSError
+        partial.unlink(missing_ok=True)
+        reason: object = error
+        if isinstance(error, urllib.error.URLError) and not isinstance(error, urllib.error.HTTPError):
+            reason = error.reason  # "[Errno 111] Connection refused" rather than "<urlopen error ...>"
+        raise _download_error(url, reason) from None
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+    if actual != sha256.lower():
+        partial.unlink(missing_ok=True)
+        raise CloudflaredIntegrityError(
+            f"The file downloaded from {url} is not the cloudflared colab_ssh pins: its SHA-256 is"
+            f" {actual}, expected {sha256}. It was deleted without being run. Try again later (a"
+            f" proxy may have altered it), or install cloudflared yourself and set {BINARY_ENV}.",
+            expected=sha256,
+            actual=actual,
+        )
+    partial.chmod(0o755)
+    partial.replace(target)
+
+
+class _LogFollower:
+    """Reads the lines cloudflared appends to its log, from where this start began."""
+
+    def __init__(self, path: Path, offset: int) -> None:
+        self.path = path
+        self.offset = offset
+        self.lines: list[str] = []
+        self._partial = b""
+
+    def read_new(self) -> list[str]:
+        """The complete lines written since the last call."""
+        try:
+            with self.path.open("rb") as log:
+                log.seek(self.offset)
+                data = log.read()
+        except OSError:
+            return []
+        self.offset += len(data)
+        *complete, self._partial = (self._partial + data).split(b"\n")
+        new = [line.decode(errors="replace").rstrip("\r") for line in complete]
+        self.lines += new
+        return new
+
+    def tail(self) -> str:
+        self.read_new()
+        pending = [self._partial.decode(errors="replace")] if self._partial else []
+        return tail("\n".join(self.lines + pending)) or "(cloudflared wrote nothing)"
+
+
+class _Start:
+    """One start of cloudflared, watched through its log until it works, fails, or times out."""
+
+    def __init__(self, process: subprocess.Popen[bytes], log: _LogFollower, timeout: float) -> None:
+        self._process = process
+        self._log = log
+        self._timeout = timeout
+        self._host: str | None = None
+        self._registered = False
+
+    def wait(self) -> str:
+        """Read the log until the address is printed and the edge registered the connection."""
+        deadline = time.monotonic() + self._timeout
+        while True:
+            for line in self._log.read_new():
+                self._note(line)
+            if self._host is not None and self._registered:
+                return self._host
+            if self._process.poll() is not None:
+                self._log.read_new()
+                raise self._exited_error()
+            if time.monotonic() >= deadline:
+                raise self._timeout_error()
+            time.sleep(_POLL_SECONDS)
+
+    def _note(self, line: str) -> None:
+        if self._host is None and (found := _ADDRESS.search(line)):
+            self._host = found.group(1)
+        elif self._host is not None and _REGISTERED in line:
+            self._registered = True
+
+    def _exited_error(self) -> CloudflaredStartError:
+        text = "\n".join(self._log.lines)
+        code = self._process.returncode
+        if any(sign in text for sign in _RATE_LIMITED):
+            return CloudflaredStartError(
+                "Cloudflare refused a new quick tunnel: too many were requested from this machine's"
+                " address (HTTP 429, error code 1015). Wait a few minutes and run start_ssh() again,"
+                " or use tunnel='ngrok'.",
+                log_tail=self._log.tail(),
+                code="1015",
+            )
+        if _NO_API in text:
+            return CloudflaredStartError(
+                "cloudflared could not ask Cloudflare for a quick tunnel: api.trycloudflare.com did not"
+                " answer. The runtime needs outbound HTTPS (port 443) to Cloudflare; check its internet"
+                " access, or use tunnel='ngrok'.",
+                log_tail=self._log.tail(),
+            )
+        if self._host is None:
+            return CloudflaredStartError(
+                f"cloudflared exited with code {code} before it printed a quick-tunnel address.",
+                log_tail=self._log.tail(),
+            )
+        return CloudflaredStartError(
+            f"cloudflared exited with code {code} after it got the address {self._host}, before it"
+            " connected to Cloudflare's edge.",
+            log_tail=self._log.tail(),
+        )
+
+    def _timeout_error(self) -> CloudflaredStartError:
+        seconds = f"{self._timeout:g} s"
+        if self._host is None:
+            return CloudflaredStartError(
+                f"cloudflared printed no quick-tunnel address within {seconds}; it was stopped."
+                " Cloudflare's quick-tunnel service may be slow or down: run start_ssh() again later,"
+                " or use tunnel='ngrok'.",
+                log_tail=self._log.tail(),
+            )
+        return CloudflaredStartError(
+            f"cloudflared got the address {self._host} but could not connect to Cloudflare's edge"
+            f" within {seconds}; it was stopped. The runtime must reach Cloudflare on port 7844"
+            " (UDP for QUIC, or TCP for HTTP/2); a firewall blocking it is the usual cause.",
+            log_tail=self._log.tail(),
+        )
+
+
+class CloudflaredTunnel:
+    """A Cloudflare quick tunnel to the local sshd: ``cloudflared tunnel --url ssh://localhost:PORT``."""
+
+    name = "cloudflared"
+
+    def __init__(
+        self,
+        paths: Paths | None = None,
+        progress: Progress | None = None,
+        *,
+        download_url: str | None = None,
+        sha256: str | None = None,
+        start_timeout: float = 30.0,
+    ) -> None:
+        if download_url is not None:
+            if sha256 is None:
+                raise InvalidArgumentError(
+                    "download_url needs the file's sha256 too: colab_ssh runs nothing it cannot verify."
+                )
+            _check_download_url(download_url)
+        if sha256 is not None and not re.fullmatch(r"[0-9a-fA-F]{64}", sha256):
+            raise InvalidArgumentError(f"sha256 must be 64 hex digits, not {sha256!r}.")
+        if start_timeout <= 0:
+            raise InvalidArgumentError(f"start_timeout must be positive, not {start_timeout!r}.")
+        self._paths = paths or Paths()
+        self._progress = progress or Progress(quiet=True)
+        self._download_url = download_url
+        self._sha256 = sha256.lower() if sha256 else None
+        self._start_timeout = start_timeout
+        self._process: subprocess.Popen[bytes] | None = None
+        self._log: _LogFollower | None = None
+        self._host: str | None = None
+        self._gone = False
+
+    def __repr__(self) -> str:
+        return f"<CloudflaredTunnel {self._host or 'closed'}>"
+
+    @property
+    def _pid_file(self) -> Path:
+        return cloudflared_pid_file(self._paths)
+
+    @property
+    def _log_path(self) -> Path:
+        return cloudflared_log(self._paths)
+
+    # --- the binary ---------------------------------------------------------------------
+
+    def _source(self) -> tuple[str, str, Path]:
+        """(URL, SHA-256, cache path): the pinned release asset unless the caller gave others."""
+        cache = self._paths.cache_dir
+        if self._sha256 is not None:  # another file than the pinned one: cached under its digest
+            asset = None if self._download_url is not None else asset_for_machine()
+            url = self._download_url or f"{RELEASES}/{VERSION}/{asset}"
+            return url, self._sha256, cache / f"cloudflared-sha256-{self._sha256[:16]}"
+        asset = asset_for_machine()
+        return f"{RELEASES}/{VERSION}/{asset}", SHA256[asset], cache / f"cloudflared-{VERSION}"
+
+    def binary(self) -> Path:
+        """The cloudflared to run: $COLAB_SSH_CLOUDFLARED, else the cached download (fetched once)."""
+        configured = os.environ.get(BINARY_ENV)
+        if configured:
+            path = Path(configured)
+            if not (path.is_file() and os.access(path, os.X_OK)):
+                raise CloudflaredDownloadError(
+                    f"{BINARY_ENV} is set to {configured!r}, which is not an executable file. Point it"
+                    f" at a cloudflared program, or unset it and colab_ssh downloads cloudflared {VERSION}."
+                )
+            return path
+        url, sha256, target = self._source()
+        if not target.exists():
+            with self._progress.step(f"Downloading cloudflared {VERSION} (first run only)"):
+                download_verified(url, sha256, target)
+        return target
+
+    # --- running it -----------------------------------------------------------------------
+
+    def open(self, local_port: int) -> Endpoint:
+        if self._process is not None:
+            self.close()
+        binary = self.binary()
+        stop_stale_cloudflared(self._paths)
+        with self._progress.step("Opening a Cloudflare quick tunnel"):
+            process, log = self._launch(binary, local_port)
+            try:
+                host = _Start(process, log, self._start_timeout).wait()
+            except BaseException:
+                self.close()
+                raise
+        self._host, self._gone = host, False
+        return Endpoint(host, PUBLIC_PORT, proxy_command=PROXY_COMMAND, client_hints=CLIENT_HINTS)
+
+    def _launch(self, binary: Path, local_port: int) -> tuple[subprocess.Popen[bytes], _LogFollower]:
+        """Start cloudflared detached: own session, no stdin, its output appended to our log."""
+        log_path = self._log_path
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        offset = log_path.stat().st_size if log_path.exists() else 0
+        argv = [
+            str(binary),
+            "tunnel",
+            "--no-autoupdate",  # a pinned, verified binary must not replace itself
+            "--pidfile",
+            str(self._pid_file),
+            "--url",
+            f"ssh://localhost:{local_port}",
+        ]
+        with log_path.open("ab") as log:
+            # Its own session: Ctrl-C in the notebook must not reach it. A file, not a pipe:
+            # nobody reads a detached agent's pipe, and a full pipe would stall it.
+            process = subprocess.Popen(
+                argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True
+            )
+        self._process, self._log = process, _LogFollower(log_path, offset)
+        write_file(self._pid_file, f"{process.pid}\n", mode=0o644)
+        return process, self._log
+
+    # --- health and stopping ------------------------------------------------------------
+
+    def alive(self) -> bool:
+        """Running, and the edge still knows the tunnel.
+
+        A dropped edge connection is not death: cloudflared reconnects by itself and the address
+        stays the same, whereas a restart would hand out a new address.
+        """
+        if self._process is None or self._host is None or self._log is None:
+            return False
+        if self._process.poll() is not None:
+            return False
+        if any(_GONE.search(line) for line in self._log.read_new()):
+            self._gone = True
+        return not self._gone
+
+    def close(self) -> None:
+        """Stop cloudflared and anything it started; harmless when nothing runs."""
+        process, self._process = self._process, None
+        self._host = None
+        if process is None:
+            return
+        below = descendants(process.pid)
+        _stop(process)
+        late = session_members(process.pid)
+        for pid in dict.fromkeys([*below, *late, *descendants(*late)]):
+            terminate_pid(pid, timeout=1.0)
+        self._pid_file.unlink(missing_ok=True)
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM twice, then SIGKILL.
+
+    On SIGTERM cloudflared stops taking connections but waits for open ones (an SSH session
+    can last hours) up to its 30 s grace period, or until a second SIGTERM.
+    """
+    for _ in range(2):
+        if process.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            process.terminate()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=_STOP_SECONDS / 2)
+            return
+    process.kill()
+    process.wait()

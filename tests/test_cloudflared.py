@@ -1,0 +1,729 @@
+"""tunnel="cloudflared": a Cloudflare quick tunnel, driven through the stand-in cloudflared
+(tests/stand_ins/cloudflared), which plays both cloudflared and Cloudflare's edge on loopback.
+
+The real OpenSSH client logs in exactly as a user would: with the printed ~/.ssh/config block
+(ProxyCommand cloudflared access ssh --hostname %h) and with the printed ssh command; PATH finds the
+stand-in for the client side, COLAB_SSH_CLOUDFLARED for the server side. Downloads come from a
+local HTTP server on 127.0.0.1, never from the internet.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import http.server
+import json
+import os
+import re
+import shlex
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from colab_ssh import Connection, ssh_status, start_ssh, stop_ssh
+from colab_ssh.errors import InvalidArgumentError
+from colab_ssh.paths import Paths
+from colab_ssh.request import TUNNEL_NAMES
+from colab_ssh.tunnels import Tunnel
+from colab_ssh.tunnels import cloudflared as cf
+from colab_ssh.tunnels.cloudflared import (
+    CloudflaredDownloadError,
+    CloudflaredIntegrityError,
+    CloudflaredStartError,
+    CloudflaredTunnel,
+)
+
+from .conftest import TESTS, free_port, our_processes
+
+STAND_INS = TESTS / "stand_ins"
+STAND_IN = STAND_INS / "cloudflared"
+HOSTNAME = re.compile(r"[a-z]+(?:-[a-z]+){3}\.trycloudflare\.com")
+
+
+def gone(pid: int) -> bool:
+    """Exited, and reapable: a zombie whose other threads are still being torn down is not yet
+    (the kernel holds back a thread-group leader's exit status until its last thread is gone)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()[0]
+        threads = len(os.listdir(f"/proc/{pid}/task"))
+    except OSError:
+        return True
+    return state == "Z" and threads <= 1
+
+
+@dataclass
+class CloudflareEdge:
+    """The stand-in's shared state (which trycloudflare hostname leads where)."""
+
+    state: Path
+
+    def live_hostnames(self) -> list[str]:
+        """Hostnames whose agent still runs (a SIGKILLed one cannot remove its record)."""
+        live = []
+        for path in self.state.glob("*.json"):
+            with contextlib.suppress(OSError, ValueError):
+                if not gone(json.loads(path.read_text())["pid"]):
+                    live.append(path.name.removesuffix(".json"))
+        return sorted(live)
+
+
+@pytest.fixture
+def edge(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> CloudflareEdge:
+    """Server side: COLAB_SSH_CLOUDFLARED; client side (ssh's ProxyCommand): the stand-in on PATH."""
+    state = tmp_path / "cloudflare-edge"
+    monkeypatch.setenv("COLAB_SSH_CLOUDFLARED", str(STAND_IN))
+    monkeypatch.setenv("CLOUDFLARED_STAND_IN_STATE", str(state))
+    monkeypatch.setenv("PATH", f"{STAND_INS}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.delenv("CLOUDFLARED_STAND_IN_FAIL", raising=False)
+    return CloudflareEdge(state)
+
+
+def paths_for(state_dir: Path) -> Paths:
+    return Paths(state_dir=state_dir.absolute(), cache_dir=state_dir.parent / "cache")
+
+
+def start_cloudflared(user: str, port: int, state_dir: Path, tunnel: Tunnel | None = None) -> Connection:
+    tunnel = tunnel or CloudflaredTunnel(paths_for(state_dir))
+    return start_ssh(tunnel=tunnel, port=port, user=user, state_dir=state_dir, quiet=True)
+
+
+def agent_pids(state_dir: Path) -> list[int]:
+    return [
+        pid
+        for pid in our_processes(state_dir)
+        if b"tunnel" in Path(f"/proc/{pid}/cmdline").read_bytes()
+        and b"cloudflared" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    ]
+
+
+def ssh_env(connection: Connection) -> dict[str, str]:
+    return {**os.environ, "SSHPASS": connection.password or ""}
+
+
+def client_options(tmp_path: Path) -> list[str]:
+    return [
+        "-o",
+        "StrictHostKeyChecking=no",
+        "-o",
+        f"UserKnownHostsFile={tmp_path / 'known_hosts'}",
+        "-o",
+        "PubkeyAuthentication=no",
+        "-o",
+        "ConnectTimeout=10",
+        "-o",
+        "LogLevel=ERROR",
+    ]
+
+
+def login_with_config(
+    connection: Connection, tmp_path: Path, command: str
+) -> subprocess.CompletedProcess[str]:
+    """`ssh -F <the printed block> colab COMMAND`, connection sharing off (no master outlives us)."""
+    config = tmp_path / "ssh_config"
+    config.write_text(connection.ssh_config + "\n")
+    argv = [
+        "sshpass",
+        "-e",
+        "ssh",
+        "-F",
+        str(config),
+        *client_options(tmp_path),
+        "-o",
+        "ControlMaster=no",
+        "-o",
+        "ControlPath=none",
+        "colab",
+        command,
+    ]
+    return subprocess.run(
+        argv, capture_output=True, text=True, timeout=60, env=ssh_env(connection), check=False
+    )
+
+
+def login_with_command(
+    connection: Connection, tmp_path: Path, command: str
+) -> subprocess.CompletedProcess[str]:
+    """The printed ssh command, as a user pastes it (plus the test's host-key options)."""
+    printed = shlex.split(connection.ssh_command)
+    assert printed[0] == "ssh"
+    argv = ["sshpass", "-e", "ssh", *client_options(tmp_path), *printed[1:], command]
+    return subprocess.run(
+        argv, capture_output=True, text=True, timeout=60, env=ssh_env(connection), check=False
+    )
+
+
+# --- logging in through the tunnel ------------------------------------------------------------
+
+
+def test_login_with_the_printed_ssh_config_block(test_user, port, state_dir, edge, tmp_path):
+    connection = start_cloudflared(test_user, port, state_dir)
+
+    assert connection.tunnel == "cloudflared" and connection.local_port == port
+    assert HOSTNAME.fullmatch(connection.host), connection.host
+    assert connection.port == 22
+    assert "    ProxyCommand cloudflared access ssh --hostname %h" in connection.ssh_config.splitlines()
+    assert edge.live_hostnames() == [connection.host]
+    result = login_with_config(connection, tmp_path, "id -un")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == test_user
+
+
+def test_login_with_the_printed_config_and_pinned_host_keys(test_user, port, state_dir, edge, tmp_path):
+    """The printed known_hosts lines (under HostKeyAlias) let the first login check the host key."""
+    connection = start_cloudflared(test_user, port, state_dir)
+    (tmp_path / "known_hosts").write_text(connection.known_hosts + "\n")
+    config = tmp_path / "ssh_config"
+    config.write_text(connection.ssh_config + "\n")
+
+    result = subprocess.run(
+        ["sshpass", "-e", "ssh", "-F", str(config), "-o", "StrictHostKeyChecking=yes",
+         "-o", f"UserKnownHostsFile={tmp_path / 'known_hosts'}", "-o", "PubkeyAuthentication=no",
+         "-o", "ControlMaster=no", "-o", "ControlPath=none", "colab", "true"],
+        capture_output=True, text=True, timeout=60, env=ssh_env(connection), check=False,
+    )  # fmt: skip
+
+    assert result.returncode == 0, result.stderr
+
+
+def test_login_with_the_printed_ssh_command(test_user, port, state_dir, edge, tmp_path):
+    connection = start_cloudflared(test_user, port, state_dir)
+
+    assert connection.ssh_command == (
+        f"ssh -o 'ProxyCommand=cloudflared access ssh --hostname %h' {test_user}@{connection.host}"
+    )
+    result = login_with_command(connection, tmp_path, "echo $((6 * 7))")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "42"
+
+
+def test_the_details_say_what_the_client_needs(test_user, port, state_dir, edge):
+    connection = start_cloudflared(test_user, port, state_dir)
+
+    hints = "\n".join(connection.client_hints)
+    assert [hint.split(":")[0] for hint in connection.client_hints] == ["Linux", "macOS", "Windows"]
+    assert "brew install cloudflared" in hints
+    assert "winget install --id Cloudflare.cloudflared" in hints
+    assert "releases/latest/download/cloudflared-linux-amd64" in hints and "chmod +x" in hints
+    assert connection.proxy_command == "cloudflared access ssh --hostname %h"
+    assert "-p" not in shlex.split(connection.ssh_command)
+
+
+def test_the_agent_runs_detached_with_its_log_and_pid_file(test_user, port, state_dir, edge):
+    start_cloudflared(test_user, port, state_dir)
+    (agent,) = agent_pids(state_dir)
+
+    assert os.getsid(agent) != os.getsid(0)
+    assert os.readlink(f"/proc/{agent}/fd/0") == "/dev/null"
+    for fd in (1, 2):
+        assert os.readlink(f"/proc/{agent}/fd/{fd}") == str(state_dir / "cloudflared.log")
+    assert int((state_dir / "cloudflared.pid").read_text()) == agent
+    argv = Path(f"/proc/{agent}/cmdline").read_bytes().decode().split("\0")
+    command = argv[argv.index("tunnel") :]
+    assert command[:2] == ["tunnel", "--no-autoupdate"]
+    assert command[command.index("--url") + 1] == f"ssh://localhost:{port}"
+    assert command[command.index("--pidfile") + 1] == str(state_dir / "cloudflared.pid")
+    assert "Your quick Tunnel has been created!" in (state_dir / "cloudflared.log").read_text()
+
+
+def test_rerun_reuses_the_tunnel(test_user, port, state_dir, edge):
+    tunnel = CloudflaredTunnel(paths_for(state_dir))
+    first = start_cloudflared(test_user, port, state_dir, tunnel)
+    agents = agent_pids(state_dir)
+
+    for _ in range(3):
+        assert start_cloudflared(test_user, port, state_dir, tunnel) == first
+
+    assert agent_pids(state_dir) == agents and len(agents) == 1
+
+
+def test_stop_ssh_leaves_no_process_and_the_address_dead(test_user, port, state_dir, edge, tmp_path):
+    connection = start_cloudflared(test_user, port, state_dir)
+
+    stop_ssh()
+
+    assert our_processes(state_dir) == []
+    assert not (state_dir / "cloudflared.pid").exists()
+    assert edge.live_hostnames() == []
+    result = login_with_config(connection, tmp_path, "true")
+    assert result.returncode != 0
+    assert "websocket: bad handshake" in result.stderr
+
+
+def wait_for(condition, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+
+
+def test_alive_follows_the_agent_and_the_edge(state_dir, edge):
+    """Killed: not alive. Forgotten by the edge (SIGUSR1 to the stand-in): not alive either,
+    though the agent still runs and retries, because only a new quick tunnel can work again."""
+    first, second = (
+        CloudflaredTunnel(paths_for(state_dir)),
+        CloudflaredTunnel(paths_for(state_dir.parent / "b")),
+    )
+    try:
+        first.open(free_port())
+        second.open(free_port())
+        assert first.alive() and second.alive()
+        (killed,) = agent_pids(state_dir)
+        (forgotten,) = agent_pids(state_dir.parent / "b")
+
+        os.kill(killed, signal.SIGKILL)
+        os.kill(forgotten, signal.SIGUSR1)
+
+        wait_for(lambda: not first.alive())
+        wait_for(lambda: not second.alive())
+        assert not gone(forgotten)  # it did not exit: it retries, forever, like the real one
+        assert edge.live_hostnames() == []
+    finally:
+        first.close()
+        second.close()
+    assert our_processes(state_dir.parent / "b") == []
+
+
+def test_a_killed_agent_is_brought_back_with_a_new_address(test_user, port, state_dir, edge, tmp_path):
+    tunnel = CloudflaredTunnel(paths_for(state_dir))
+    first = start_cloudflared(test_user, port, state_dir, tunnel)
+    (agent,) = agent_pids(state_dir)
+    os.kill(agent, signal.SIGKILL)
+    wait_for(lambda: gone(agent))
+
+    again = start_cloudflared(test_user, port, state_dir, tunnel)
+
+    assert again.host != first.host  # a quick tunnel's address dies with its agent
+    assert ssh_status().tunnel_restarts == 1
+    assert login_with_config(again, tmp_path, "true").returncode == 0
+
+
+def test_a_tunnel_the_edge_forgot_is_replaced(test_user, port, state_dir, edge, tmp_path):
+    tunnel = CloudflaredTunnel(paths_for(state_dir))
+    first = start_cloudflared(test_user, port, state_dir, tunnel)
+    (agent,) = agent_pids(state_dir)
+    os.kill(agent, signal.SIGUSR1)
+    wait_for(lambda: "Unauthorized" in (state_dir / "cloudflared.log").read_text())
+
+    again = start_cloudflared(test_user, port, state_dir, tunnel)
+
+    assert again.host != first.host
+    assert gone(agent)
+    assert ssh_status().tunnel_restarts == 1
+    assert login_with_config(again, tmp_path, "true").returncode == 0
+
+
+def test_a_session_open_during_close_does_not_hold_it_up(test_user, port, state_dir, edge, tmp_path):
+    """cloudflared waits up to 30 s for open connections on SIGTERM; close() ends it sooner."""
+    connection = start_cloudflared(test_user, port, state_dir)
+    config = tmp_path / "ssh_config"
+    config.write_text(connection.ssh_config + "\n")
+    session = subprocess.Popen(
+        ["sshpass", "-e", "ssh", "-F", str(config), *client_options(tmp_path), "-o", "ControlMaster=no",
+         "-o", "ControlPath=none", "colab", "echo up; sleep 60"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ssh_env(connection),
+    )  # fmt: skip
+    try:
+        assert session.stdout is not None and session.stdout.readline().strip() == "up"
+        started = time.monotonic()
+        stop_ssh()
+        assert time.monotonic() - started < 5
+        assert session.wait(timeout=20) != 0
+    finally:
+        session.kill()
+        session.wait()
+    assert our_processes(state_dir) == []
+
+
+def test_an_agent_left_by_an_earlier_kernel_is_stopped(test_user, port, state_dir, edge, tmp_path):
+    """A notebook restart forgets our processes but not the pid file: the next start stops it."""
+    pid_file = state_dir / "cloudflared.pid"
+    state_dir.mkdir(parents=True)
+    argv = [
+        str(STAND_IN),
+        "tunnel",
+        "--no-autoupdate",
+        "--pidfile",
+        str(pid_file),
+        "--url",
+        "ssh://localhost:9",
+    ]
+    quiet = {"stdin": subprocess.DEVNULL, "stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+    orphan = subprocess.Popen(argv, **quiet, start_new_session=True)
+    try:
+        pid_file.write_text(f"{orphan.pid}\n")
+        deadline = time.monotonic() + 5
+        while not edge.live_hostnames() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        (stale,) = edge.live_hostnames()
+
+        connection = start_cloudflared(test_user, port, state_dir)
+
+        assert orphan.wait(timeout=5) == 0
+        assert edge.live_hostnames() == [connection.host] and connection.host != stale
+    finally:
+        orphan.kill()
+        orphan.wait()
+
+
+def test_stop_stale_cloudflared_stops_an_agent_this_kernel_forgot(state_dir, edge):
+    """What stop_ssh(state_dir=...) in a fresh kernel needs: the pid file is enough."""
+    paths = paths_for(state_dir)
+    forgotten = CloudflaredTunnel(paths)
+    forgotten.open(free_port())  # the origin need not be up for the tunnel to open
+    (agent,) = agent_pids(state_dir)
+    try:
+        cf.stop_stale_cloudflared(paths)
+
+        wait_for(lambda: gone(agent))
+        assert not (state_dir / "cloudflared.pid").exists()
+        assert not forgotten.alive()
+    finally:
+        forgotten.close()
+
+
+# --- failures ---------------------------------------------------------------------------------
+
+
+def assert_failed_cleanly(state_dir: Path, edge: CloudflareEdge) -> None:
+    assert our_processes(state_dir) == []
+    assert not (state_dir / "cloudflared.pid").exists()
+    assert not (state_dir / "sshd.pid").exists()  # start_ssh undid sshd too
+    assert edge.live_hostnames() == []
+
+
+def test_no_address_within_the_time_out(test_user, port, state_dir, edge, monkeypatch):
+    monkeypatch.setenv("CLOUDFLARED_STAND_IN_FAIL", "api-timeout")
+    tunnel = CloudflaredTunnel(paths_for(state_dir), start_timeout=1.5)
+    started = time.monotonic()
+
+    with pytest.raises(CloudflaredStartError) as raised:
+        start_cloudflared(test_user, port, state_dir, tunnel)
+
+    assert time.monotonic() - started < 10
+    message = str(raised.value)
+    assert "printed no quick-tunnel address within 1.5 s" in message
+    assert "tunnel='ngrok'" in message
+    assert "Requesting new quick Tunnel on trycloudflare.com..." in raised.value.log_tail
+    assert_failed_cleanly(state_dir, edge)
+
+
+def test_rate_limited_fails_at_once_with_cloudflares_code(test_user, port, state_dir, edge, monkeypatch):
+    monkeypatch.setenv("CLOUDFLARED_STAND_IN_FAIL", "rate-limited")
+    tunnel = CloudflaredTunnel(paths_for(state_dir), start_timeout=20)
+    started = time.monotonic()
+
+    with pytest.raises(CloudflaredStartError) as raised:
+        start_cloudflared(test_user, port, state_dir, tunnel)
+
+    assert time.monotonic() - started < 10  # the exit is noticed; the time-out is not waited out
+    assert raised.value.code == "1015"
+    assert "Wait a few minutes" in str(raised.value)
+    assert "failed to unmarshal quick Tunnel" in raised.value.log_tail
+    assert_failed_cleanly(state_dir, edge)
+
+
+def test_no_way_to_the_quick_tunnel_api(test_user, port, state_dir, edge, monkeypatch):
+    monkeypatch.setenv("CLOUDFLARED_STAND_IN_FAIL", "no-network")
+
+    with pytest.raises(CloudflaredStartError) as raised:
+        start_cloudflared(test_user, port, state_dir)
+
+    assert "api.trycloudflare.com did not answer" in str(raised.value)
+    assert "no such host" in raised.value.log_tail
+    assert_failed_cleanly(state_dir, edge)
+
+
+def test_an_address_but_no_edge_connection(test_user, port, state_dir, edge, monkeypatch):
+    """Port 7844 blocked: the address is printed, but no connection registers; that is a failure
+    now, not at the user's first login."""
+    monkeypatch.setenv("CLOUDFLARED_STAND_IN_FAIL", "edge-unreachable")
+    tunnel = CloudflaredTunnel(paths_for(state_dir), start_timeout=2)
+
+    with pytest.raises(CloudflaredStartError) as raised:
+        start_cloudflared(test_user, port, state_dir, tunnel)
+
+    message = str(raised.value)
+    assert re.search(r"got the address \S+\.trycloudflare\.com but could not connect", message)
+    assert "port 7844" in message
+    assert "Failed to dial a quic connection" in raised.value.log_tail
+    assert_failed_cleanly(state_dir, edge)
+
+
+def test_a_binary_that_exits_at_once(test_user, port, state_dir, edge, tmp_path, monkeypatch):
+    broken = tmp_path / "bin" / "cloudflared"
+    broken.parent.mkdir()
+    broken.write_text("#!/bin/sh\necho 'exec format error, say' >&2\nexit 3\n")
+    broken.chmod(0o755)
+    monkeypatch.setenv("COLAB_SSH_CLOUDFLARED", str(broken))
+
+    with pytest.raises(CloudflaredStartError, match="exited with code 3 before it printed") as raised:
+        start_cloudflared(test_user, port, state_dir)
+
+    assert "exec format error, say" in raised.value.log_tail
+    assert_failed_cleanly(state_dir, edge)
+
+
+def test_colab_ssh_cloudflared_must_name_a_program(state_dir, edge, tmp_path, monkeypatch):
+    monkeypatch.setenv("COLAB_SSH_CLOUDFLARED", str(tmp_path / "missing"))
+
+    with pytest.raises(CloudflaredDownloadError, match="COLAB_SSH_CLOUDFLARED is set to"):
+        CloudflaredTunnel(paths_for(state_dir)).open(free_port())
+
+
+def test_the_stand_in_client_fails_like_the_real_one_for_an_unknown_host(edge):
+    result = subprocess.run(
+        [str(STAND_IN), "access", "ssh", "--hostname", "never-was-here-now.trycloudflare.com"],
+        stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=10, check=False,
+    )  # fmt: skip
+
+    assert result.returncode == 1
+    assert 'ERR failed to connect to origin error="websocket: bad handshake"' in result.stderr
+    assert result.stderr.endswith("websocket: bad handshake\n")
+
+
+def test_the_stand_in_reports_the_pinned_version():
+    result = subprocess.run([str(STAND_IN), "--version"], capture_output=True, text=True, check=True)
+
+    assert result.stdout.startswith(f"cloudflared version {cf.VERSION} ")
+
+
+def test_the_address_is_the_boxed_one_never_the_api_host():
+    """Lines as the real cloudflared prints them (quick_tunnel.go's box; its request errors)."""
+    boxed = "2026-10-04T03:58:35Z INF |  https://headline-attach-along-referred.trycloudflare.com          |"
+    not_addresses = [
+        'failed to request quick Tunnel: Post "https://api.trycloudflare.com/tunnel": dial tcp: lookup'
+        " api.trycloudflare.com on 127.0.0.53:53: no such host",
+        "2026-10-04T03:58:29Z INF Requesting new quick Tunnel on trycloudflare.com...",
+        "2026-10-04T03:58:35Z INF |  Your quick Tunnel has been created! Visit it at (it may take some time"
+        " to be reachable):  |",
+        "see https://developers.cloudflare.com/cloudflare-one/connections/connect-apps",
+    ]
+
+    found = cf._ADDRESS.search(boxed)
+    assert found is not None and found.group(1) == "headline-attach-along-referred.trycloudflare.com"
+    assert [line for line in not_addresses if cf._ADDRESS.search(line)] == []
+
+
+# --- the download: pinned, integrity-checked, from a local server in tests --------------------
+
+
+@dataclass
+class FileServer:
+    """An HTTP server on 127.0.0.1 serving one file at /cloudflared, counting requests."""
+
+    url: str
+    requests: list[str]
+
+
+@pytest.fixture
+def file_server(tmp_path: Path) -> Iterator[FileServer]:
+    payload = STAND_IN.read_bytes()
+    requests: list[str] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            requests.append(self.path)
+            if self.path != "/cloudflared":
+                self.send_error(404)
+                return
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield FileServer(f"http://127.0.0.1:{server.server_address[1]}", requests)
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+STAND_IN_SHA256 = hashlib.sha256(STAND_IN.read_bytes()).hexdigest()
+
+
+def test_download_verifies_then_runs_the_file(
+    test_user, port, state_dir, edge, file_server, monkeypatch, tmp_path
+):
+    """No COLAB_SSH_CLOUDFLARED: the file is fetched, checked, cached, and is what runs."""
+    monkeypatch.delenv("COLAB_SSH_CLOUDFLARED")
+    paths = paths_for(state_dir)
+    tunnel = CloudflaredTunnel(paths, download_url=f"{file_server.url}/cloudflared", sha256=STAND_IN_SHA256)
+
+    connection = start_cloudflared(test_user, port, state_dir, tunnel)
+
+    (cached,) = paths.cache_dir.iterdir()
+    assert cached.name == f"cloudflared-sha256-{STAND_IN_SHA256[:16]}"
+    assert cached.stat().st_mode & 0o777 == 0o755
+    assert cached.read_bytes() == STAND_IN.read_bytes()
+    (agent,) = agent_pids(state_dir)
+    assert str(cached).encode() in Path(f"/proc/{agent}/cmdline").read_bytes()
+    assert login_with_config(connection, tmp_path, "true").returncode == 0
+    assert file_server.requests == ["/cloudflared"]
+
+    stop_ssh()
+    start_cloudflared(test_user, port, state_dir, tunnel)
+    assert file_server.requests == ["/cloudflared"]  # cached: fetched once
+
+
+def test_a_wrong_digest_deletes_the_file(state_dir, edge, file_server, monkeypatch):
+    monkeypatch.delenv("COLAB_SSH_CLOUDFLARED")
+    paths = paths_for(state_dir)
+    wrong = "0" * 64
+    tunnel = CloudflaredTunnel(paths, download_url=f"{file_server.url}/cloudflared", sha256=wrong)
+
+    with pytest.raises(CloudflaredIntegrityError) as raised:
+        tunnel.open(free_port())
+
+    assert raised.value.expected == wrong and raised.value.actual == STAND_IN_SHA256
+    assert "deleted without being run" in str(raised.value)
+    assert list(paths.cache_dir.iterdir()) == []  # neither the file nor a partial one
+    assert our_processes(state_dir) == []
+
+
+def test_a_download_from_a_server_that_is_down(state_dir, edge, monkeypatch):
+    monkeypatch.delenv("COLAB_SSH_CLOUDFLARED")
+    paths = paths_for(state_dir)
+    tunnel = CloudflaredTunnel(
+        paths, download_url=f"http://127.0.0.1:{free_port()}/cloudflared", sha256="a" * 64
+    )
+
+    with pytest.raises(CloudflaredDownloadError, match=r"needs internet access to github\.com") as raised:
+        tunnel.open(free_port())
+
+    assert not isinstance(raised.value, CloudflaredIntegrityError)
+    assert "refused" in str(raised.value).lower()
+    assert list(paths.cache_dir.iterdir()) == []
+
+
+def test_a_download_answered_with_404(state_dir, edge, file_server, monkeypatch):
+    monkeypatch.delenv("COLAB_SSH_CLOUDFLARED")
+    tunnel = CloudflaredTunnel(paths_for(state_dir), download_url=f"{file_server.url}/gone", sha256="a" * 64)
+
+    with pytest.raises(CloudflaredDownloadError, match="HTTP Error 404"):
+        tunnel.open(free_port())
+
+
+def test_the_pinned_download_goes_to_github_releases(state_dir, monkeypatch):
+    """What would be fetched by default (nothing is fetched here: the download is intercepted)."""
+    monkeypatch.delenv("COLAB_SSH_CLOUDFLARED", raising=False)
+    fetched: list[tuple[str, str, Path]] = []
+    monkeypatch.setattr(cf, "download_verified", lambda url, sha, target: fetched.append((url, sha, target)))
+    monkeypatch.setattr(cf.platform, "machine", lambda: "aarch64")
+    paths = paths_for(state_dir)
+
+    assert CloudflaredTunnel(paths).binary() == paths.cache_dir / f"cloudflared-{cf.VERSION}"
+
+    assert fetched == [
+        (
+            f"https://github.com/cloudflare/cloudflared/releases/download/{cf.VERSION}/cloudflared-linux-arm64",
+            cf.SHA256["cloudflared-linux-arm64"],
+            paths.cache_dir / f"cloudflared-{cf.VERSION}",
+        )
+    ]
+
+
+def test_pinned_digests_look_like_digests():
+    assert re.fullmatch(r"20\d\d\.\d{1,2}\.\d+", cf.VERSION)
+    assert set(cf.SHA256) == {"cloudflared-linux-amd64", "cloudflared-linux-arm64"}
+    for digest in cf.SHA256.values():
+        assert re.fullmatch(r"[0-9a-f]{64}", digest)
+    assert len(set(cf.SHA256.values())) == 2
+
+
+@pytest.mark.parametrize(
+    ("machine", "asset"),
+    [
+        ("x86_64", "cloudflared-linux-amd64"),
+        ("aarch64", "cloudflared-linux-arm64"),
+        ("arm64", "cloudflared-linux-arm64"),
+    ],
+)
+def test_asset_for_machine(machine, asset):
+    assert cf.asset_for_machine(machine) == asset
+
+
+def test_a_cpu_without_a_build_is_explained():
+    with pytest.raises(CloudflaredDownloadError, match="COLAB_SSH_CLOUDFLARED"):
+        cf.asset_for_machine("riscv64")
+
+
+def test_arguments_are_checked_before_anything_runs(tmp_path):
+    with pytest.raises(InvalidArgumentError, match="sha256"):
+        CloudflaredTunnel(download_url="https://example.invalid/cloudflared")
+    with pytest.raises(InvalidArgumentError, match="https://"):
+        CloudflaredTunnel(download_url="http://example.invalid/cloudflared", sha256="a" * 64)
+    with pytest.raises(InvalidArgumentError, match="64 hex digits"):
+        CloudflaredTunnel(sha256="abc")
+    with pytest.raises(InvalidArgumentError, match="start_timeout"):
+        CloudflaredTunnel(start_timeout=0)
+
+
+def test_close_before_open_is_harmless(state_dir):
+    tunnel = CloudflaredTunnel(paths_for(state_dir))
+    tunnel.close()
+    assert not tunnel.alive()
+    assert isinstance(tunnel, Tunnel) and tunnel.name == "cloudflared"
+
+
+# --- by name: start_ssh(tunnel="cloudflared"), once core wires the name -----------------------
+
+wired = pytest.mark.skipif(
+    "cloudflared" not in TUNNEL_NAMES,
+    reason='tunnel="cloudflared" is not wired into start_ssh() yet',
+)
+
+
+@wired
+def test_by_name_with_no_ngrok_token_anywhere(test_user, port, state_dir, edge, tmp_path, monkeypatch):
+    """No authtoken is looked for (and no prompt shown): the quick tunnel needs no account."""
+    monkeypatch.delenv("NGROK_AUTHTOKEN", raising=False)
+
+    connection = start_ssh(tunnel="cloudflared", port=port, user=test_user, state_dir=state_dir, quiet=True)
+
+    assert connection.tunnel == "cloudflared" and HOSTNAME.fullmatch(connection.host)
+    assert login_with_config(connection, tmp_path, "true").returncode == 0
+    stop_ssh()
+    assert our_processes(state_dir) == [] and edge.live_hostnames() == []
+
+
+@wired
+def test_stop_ssh_in_a_new_kernel_stops_the_old_agent(state_dir, edge):
+    """stop_ssh(state_dir=...) with no session in this process: the pid file leads to the agent."""
+    pid_file = state_dir / "cloudflared.pid"
+    state_dir.mkdir(parents=True)
+    argv = [
+        str(STAND_IN),
+        "tunnel",
+        "--no-autoupdate",
+        "--pidfile",
+        str(pid_file),
+        "--url",
+        "ssh://localhost:9",
+    ]
+    orphan = subprocess.Popen(
+        argv, stdin=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+    try:
+        pid_file.write_text(f"{orphan.pid}\n")
+        wait_for(lambda: edge.live_hostnames() != [])
+
+        stop_ssh(state_dir=state_dir)
+
+        assert orphan.wait(timeout=5) == 0
+        assert not pid_file.exists()
+    finally:
+        orphan.kill()
+        orphan.wait()
