@@ -18,7 +18,7 @@ from .authtoken import resolve_authtoken
 from .connection import DRIVE_PATH, Connection
 from .display import show_connection
 from .environment import render_profile_script, session_environment
-from .errors import InvalidArgumentError
+from .errors import ColabSSHError, InvalidArgumentError
 from .host_keys import host_key_fingerprints, prepare_host_keys, system_host_keys
 from .keys import PublicKey, fetch_github_keys, install_authorized_keys, parse_public_key
 from .monitor import Monitor
@@ -219,7 +219,13 @@ def _start(request: Request, progress: Progress, tunnel: Tunnel, keys: list[Publ
         if request.host_keys_dir is None:
             host_keys = system_host_keys(paths.host_keys_dir)
         else:
-            host_keys, saved = prepare_host_keys(request.host_keys_dir, paths.sshd_host_keys_dir)
+            try:
+                host_keys, saved = prepare_host_keys(request.host_keys_dir, paths.sshd_host_keys_dir)
+            except OSError as error:
+                raise ColabSSHError(
+                    f"Could not keep the host keys in host_keys_dir {request.host_keys_dir}: {error}."
+                    " Pick a folder you can write to (is Drive mounted?)."
+                ) from error
             for path in saved:
                 undo.callback(path.unlink, missing_ok=True)
         behind_tunnel = request.tunnel != "none"

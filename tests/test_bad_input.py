@@ -13,6 +13,7 @@ import pytest
 
 from colab_ssh import (
     ColabOnlyError,
+    ColabSSHError,
     InvalidArgumentError,
     KeySourceError,
     NgrokAuthtokenError,
@@ -200,6 +201,12 @@ CASES: list[Case] = [
         lambda c: {"host_keys_dir": c.tmp / "a-file"},
         InvalidArgumentError,
         "is a file",
+    ),
+    (
+        "host_keys_dir that cannot be written",
+        lambda c: {"host_keys_dir": "/proc/1/no-such-folder"},
+        ColabSSHError,
+        "Could not keep the host keys",
     ),
     (
         "host_keys_dir with a damaged key",

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from colab_ssh.cli import connection_from_json, stop_supervisor
+from colab_ssh.supervisor import connection_from_json, stop_supervisor
 
 from .conftest import NgrokCloud, SshClient, our_processes
 

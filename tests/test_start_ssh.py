@@ -310,7 +310,7 @@ def test_a_busy_port_is_a_clear_error_and_changes_nothing(test_user, state_dir):
         ({"password": "short"}, "too short"),
         ({"password": "line\nbreak-password"}, "line break"),
         ({"tunnel": "carrier-pigeon"}, "Unknown tunnel"),
-        ({"region": "mars"}, "Unknown ngrok region"),
+        ({"tunnel": "ngrok", "region": "mars"}, "Unknown ngrok region"),
         ({"user": "no-such-user-here"}, "no user"),
         ({"authtoken": "two words"}, "spaces"),
     ],
