@@ -3,6 +3,8 @@ and a real OpenSSH client to log in with."""
 
 from __future__ import annotations
 
+import contextlib
+import http.server
 import json
 import os
 import pwd
@@ -10,6 +12,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import threading
 import types
 import uuid
 from collections.abc import Iterator
@@ -271,20 +274,21 @@ class GitHubStandIn:
     url: str
 
 
-@pytest.fixture
-def github(monkeypatch: pytest.MonkeyPatch) -> Iterator[GitHubStandIn]:
-    import http.server
-    import threading
+@contextlib.contextmanager
+def serve_paths(routes: dict[str, bytes], requests: list[str] | None = None) -> Iterator[str]:
+    """A real HTTP server on 127.0.0.1 answering GET for ``routes`` (404 otherwise); yields its URL.
 
-    published: dict[str, str] = {}
+    ``routes`` is read at request time, so a test may add paths while the server runs.
+    """
 
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_GET(self) -> None:
-            name = self.path.lstrip("/").removesuffix(".keys")
-            if not self.path.endswith(".keys") or name not in published:
+            if requests is not None:
+                requests.append(self.path)
+            if self.path not in routes:
                 self.send_error(404, "Not Found")
                 return
-            body = published[name].encode()
+            body = routes[self.path]
             self.send_response(200)
             self.send_header("Content-Type", "text/plain; charset=utf-8")
             self.send_header("Content-Length", str(len(body)))
@@ -297,13 +301,37 @@ def github(monkeypatch: pytest.MonkeyPatch) -> Iterator[GitHubStandIn]:
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    url = f"http://127.0.0.1:{server.server_address[1]}"
-    monkeypatch.setenv("COLAB_SSH_GITHUB_URL", url)
     try:
-        yield GitHubStandIn(published, url)
+        yield f"http://127.0.0.1:{server.server_address[1]}"
     finally:
         server.shutdown()
         server.server_close()
+        thread.join()
+
+
+class _PublishedKeys(dict[str, str]):
+    """user -> the text of https://github.com/<user>.keys, mirrored into the server's routes."""
+
+    def __init__(self, routes: dict[str, bytes]) -> None:
+        super().__init__()
+        self._routes = routes
+
+    def __setitem__(self, user: str, keys: str) -> None:
+        super().__setitem__(user, keys)
+        self._routes[f"/{user}.keys"] = keys.encode()
+
+    def update(self, *args: object, **kwargs: str) -> None:  # type: ignore[override]
+        for user, keys in dict(*args, **kwargs).items():  # type: ignore[call-overload]
+            self[user] = keys
+
+
+@pytest.fixture
+def github(monkeypatch: pytest.MonkeyPatch) -> Iterator[GitHubStandIn]:
+    """Stands in for github.com's published keys: GitHub is not reachable here."""
+    routes: dict[str, bytes] = {}
+    with serve_paths(routes) as url:
+        monkeypatch.setenv("COLAB_SSH_GITHUB_URL", url)
+        yield GitHubStandIn(_PublishedKeys(routes), url)
 
 
 def home_of(user: str) -> Path:

@@ -11,14 +11,12 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import http.server
 import json
 import os
 import re
 import shlex
 import signal
 import subprocess
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -39,7 +37,7 @@ from colab_ssh.tunnels.cloudflared import (
     CloudflaredTunnel,
 )
 
-from .conftest import TESTS, free_port, our_processes
+from .conftest import TESTS, free_port, our_processes, serve_paths
 
 STAND_INS = TESTS / "stand_ins"
 STAND_IN = STAND_INS / "cloudflared"
@@ -522,33 +520,10 @@ class FileServer:
 
 
 @pytest.fixture
-def file_server(tmp_path: Path) -> Iterator[FileServer]:
-    payload = STAND_IN.read_bytes()
+def file_server() -> Iterator[FileServer]:
     requests: list[str] = []
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            requests.append(self.path)
-            if self.path != "/cloudflared":
-                self.send_error(404)
-                return
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            self.wfile.write(payload)
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield FileServer(f"http://127.0.0.1:{server.server_address[1]}", requests)
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
+    with serve_paths({"/cloudflared": STAND_IN.read_bytes()}, requests) as url:
+        yield FileServer(url, requests)
 
 
 STAND_IN_SHA256 = hashlib.sha256(STAND_IN.read_bytes()).hexdigest()

@@ -22,6 +22,18 @@ def authorized_keys(user: str) -> Path:
     return home_of(user) / ".ssh" / "authorized_keys"
 
 
+def pinned_ssh(
+    config: Path, identity: Path, known_hosts: Path, command: str
+) -> subprocess.CompletedProcess[str]:
+    """`ssh colab` with the printed config block and host-key checking strictly on."""
+    return subprocess.run(
+        ["ssh", "-F", str(config), "-i", str(identity), "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes",
+         "-o", "StrictHostKeyChecking=yes", "-o", f"UserKnownHostsFile={known_hosts}",
+         "-o", "ControlMaster=no", "-o", "ControlPath=none", "colab", command],
+        capture_output=True, text=True, timeout=30, check=False,
+    )  # fmt: skip
+
+
 def test_key_login_through_the_tunnel_and_no_password(
     test_user, port, state_dir, client_key: ClientKey, ngrok_cloud: NgrokCloud, ssh: SshClient, capsys
 ):
@@ -142,32 +154,7 @@ def test_host_keys_survive_sessions_and_a_pinned_client_never_prompts(
                 path.chmod(0o755)  # Drive keeps no modes
         config = tmp_path / f"ssh_config_{runtime}"
         config.write_text(connection.ssh_config + "\n")
-        result = subprocess.run(
-            [
-                "ssh",
-                "-F",
-                str(config),
-                "-i",
-                str(client_key.private),
-                "-o",
-                "IdentitiesOnly=yes",
-                "-o",
-                "BatchMode=yes",
-                "-o",
-                "StrictHostKeyChecking=yes",
-                "-o",
-                f"UserKnownHostsFile={known_hosts}",
-                "-o",
-                "ControlMaster=no",
-                "-o",
-                "ControlPath=none",
-                "colab",
-                "echo pinned-ok",
-            ],
-            capture_output=True,
-            text=True,
-            timeout=30,
-        )
+        result = pinned_ssh(config, client_key.private, known_hosts, "echo pinned-ok")
         assert result.returncode == 0, result.stderr
         assert result.stdout.strip() == "pinned-ok"
         stop_ssh()
@@ -191,30 +178,7 @@ def test_a_client_pinned_to_other_keys_is_refused(test_user, port, state_dir, tm
     config = tmp_path / "cfg"
     config.write_text(connection.ssh_config + "\n")
 
-    result = subprocess.run(
-        [
-            "ssh",
-            "-F",
-            str(config),
-            "-i",
-            str(client_key.private),
-            "-o",
-            "BatchMode=yes",
-            "-o",
-            "StrictHostKeyChecking=yes",
-            "-o",
-            f"UserKnownHostsFile={known_hosts}",
-            "-o",
-            "ControlMaster=no",
-            "-o",
-            "ControlPath=none",
-            "colab",
-            "true",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    result = pinned_ssh(config, client_key.private, known_hosts, "true")
     assert result.returncode != 0
     assert "REMOTE HOST IDENTIFICATION HAS CHANGED" in result.stderr
 
