@@ -29,20 +29,19 @@ from .request import Request, check_request
 from .sshd import SshdProcess, require_free_port, sshd_version, stop_stale_process, validate_config
 from .sshd_config import SshdSettings, render_sshd_config
 from .system import (
+    PasswordChange,
     check_system,
     ensure_package,
     find_program,
     generate_password,
     read_password_hash,
     restore_file,
-    set_password,
     set_password_hash,
     write_file,
 )
 from .tunnels import Tunnel
 from .tunnels.cloudflared import CloudflaredTunnel, stop_stale_cloudflared
 from .tunnels.direct import DirectTunnel
-from .tunnels.ngrok import NgrokTunnel
 
 __all__ = ["SshStatus", "ssh_status", "start_ssh", "stop_ssh"]
 
@@ -182,6 +181,8 @@ def _make_tunnel(request: Request, progress: Progress) -> Tunnel:
         return DirectTunnel()
     if request.tunnel == "cloudflared":
         return CloudflaredTunnel(request.paths, progress)
+    from .tunnels.ngrok import NgrokTunnel  # here: pyngrok (and yaml) load only when used
+
     token = resolve_authtoken(request.authtoken, os.environ)
     return NgrokTunnel(token, region=request.region, paths=request.paths, progress=progress)
 
@@ -197,6 +198,14 @@ def _collect_keys(request: Request) -> list[PublicKey]:
             source = f"the Colab secret {KEY_SECRET}"
             keys += [parse_public_key(line, source) for line in secret.splitlines() if line.strip()]
     return list(dict.fromkeys(keys))
+
+
+def _restore_password(change: PasswordChange, old_hash: str | None) -> None:
+    """Undo a password change: let chpasswd finish, then put the old hash back."""
+    with contextlib.suppress(ColabSSHError):
+        change.wait()
+    if old_hash is not None:
+        set_password_hash(change.user, old_hash)
 
 
 def _start(request: Request, progress: Progress, tunnel: Tunnel, keys: list[PublicKey]) -> _Session:
@@ -241,9 +250,9 @@ def _start(request: Request, progress: Progress, tunnel: Tunnel, keys: list[Publ
         previous_profile = write_file(paths.profile_script, render_profile_script(environment), mode=0o644)
         undo.callback(restore_file, paths.profile_script, previous_profile)
         paths.privsep_dir.mkdir(mode=0o755, parents=True, exist_ok=True)
-        validate_config(sshd_binary, paths.sshd_config, request.port)
 
         old_hash = read_password_hash(paths.shadow_file, request.user)
+        password_change = None
         if password is None:
             if old_hash is not None and old_hash.startswith("!"):
                 # Without PAM, sshd refuses even key logins to a locked account ("!" hash, as
@@ -257,12 +266,14 @@ def _start(request: Request, progress: Progress, tunnel: Tunnel, keys: list[Publ
             else:
                 undo.callback(restore_file, home / ".ssh" / "authorized_keys", previous_keys)
         else:
-            set_password(request.user, password)
-            if old_hash is not None:
-                undo.callback(set_password_hash, request.user, old_hash)
+            password_change = PasswordChange(request.user, password)  # hashes while sshd starts
+            undo.callback(_restore_password, password_change, old_hash)
 
+        validate_config(sshd_binary, paths.sshd_config, request.port)
         sshd = SshdProcess.launch(sshd_binary, paths.sshd_config, request.port, paths.sshd_log)
         undo.callback(sshd.stop)
+        if password_change is not None:
+            password_change.wait()
         endpoint = tunnel.open(request.port)
         undo.pop_all()
 

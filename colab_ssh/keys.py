@@ -10,8 +10,6 @@ from __future__ import annotations
 import os
 import re
 import subprocess
-import urllib.error
-import urllib.request
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -148,6 +146,9 @@ def check_github_user(name: str) -> str:
 
 def fetch_github_keys(name: str, *, base_url: str | None = None, timeout: float = 10.0) -> list[PublicKey]:
     """The keys GitHub publishes at https://github.com/<name>.keys."""
+    import urllib.error  # here: importing urllib costs start-up time that only this fetch needs
+    import urllib.request
+
     base = (base_url or os.environ.get(GITHUB_URL_ENV) or "https://github.com").rstrip("/")
     url = f"{base}/{name}.keys"
     try:

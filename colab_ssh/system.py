@@ -11,10 +11,12 @@ import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import IO
 
 from .errors import ColabSSHError, PackageInstallError, UnsupportedSystemError
 
 __all__ = [
+    "PasswordChange",
     "check_system",
     "ensure_package",
     "find_program",
@@ -139,6 +141,32 @@ def _chpasswd(line: str, *, encrypted: bool, chpasswd: str) -> None:
 
 def set_password(user: str, password: str, chpasswd: str = "chpasswd") -> None:
     _chpasswd(f"{user}:{password}", encrypted=False, chpasswd=chpasswd)
+
+
+class PasswordChange:
+    """chpasswd running in the background while sshd starts: hashing is slow on purpose (~30 ms)."""
+
+    def __init__(self, user: str, password: str, chpasswd: str = "chpasswd") -> None:
+        self.user = user
+        self._process = subprocess.Popen(
+            [chpasswd], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+        )
+        stdin, stderr = self._process.stdin, self._process.stderr
+        assert stdin is not None and stderr is not None  # noqa: S101 - PIPEs were asked for
+        self._stderr: IO[str] = stderr
+        # The secret goes through stdin, written now so chpasswd works while we do other things.
+        stdin.write(f"{user}:{password}\n")
+        stdin.close()
+        self._errors: str | None = None
+
+    def wait(self) -> None:
+        """Wait for chpasswd (once; later calls repeat the verdict); raise if it failed."""
+        if self._errors is None:
+            self._errors = self._stderr.read().strip()  # a line or two: cannot fill the pipe
+            self._stderr.close()
+            self._process.wait()
+        if self._process.returncode != 0:
+            raise ColabSSHError(f"chpasswd could not set the password of {self.user!r}: {self._errors}")
 
 
 def read_password_hash(shadow_file: Path, user: str) -> str | None:

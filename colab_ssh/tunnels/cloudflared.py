@@ -21,14 +21,11 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import http.client
 import os
 import platform
 import re
 import subprocess
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -177,6 +174,8 @@ def _download_error(url: str, reason: object) -> CloudflaredDownloadError:
 
 def _copy_hashing(url: str, destination: int) -> str:
     """Stream ``url`` into the open file ``destination``; return the SHA-256 of what arrived."""
+    import urllib.request  # here: importing it costs start-up time that only a download needs
+
     digest = hashlib.sha256()
     size = 0
     deadline = time.monotonic() + DOWNLOAD_DEADLINE
@@ -201,6 +200,9 @@ def download_verified(url: str, sha256: str, target: Path) -> None:
     with the right digest is made executable and renamed into place, in one atomic step, so
     neither a half download nor a wrong file is ever found at ``target``.
     """
+    import http.client
+    import urllib.error
+
     _check_download_url(url)
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(f".{target.name}.{os.getpid()}.part")
