@@ -385,27 +385,29 @@ def ssh_status() -> SshStatus:
 def stop_ssh(*, state_dir: str | os.PathLike[str] | None = None) -> None:
     """Close the tunnel and stop the sshd started by start_ssh(); harmless when nothing runs.
 
-    Also stops what an earlier kernel of this runtime left running (a notebook restart keeps
-    processes alive but forgets them).
+    With ``state_dir``, stops what runs from that folder: this process's session if it uses
+    it, and whatever an earlier kernel or ``colab-ssh start`` left running there (a notebook
+    restart keeps processes alive but forgets them). Without it: this process's session, or
+    what runs from the default folder.
     """
     global _session
     from .supervisor import stop_supervisor  # here: supervisor imports this module
 
+    asked = None if state_dir is None else Path(state_dir).absolute()
     with _lock:
-        target = _session.request.paths.state_dir if _session is not None else None
-    if target is None:
-        target = Paths().state_dir if state_dir is None else Path(state_dir).absolute()
-    stop_supervisor(target)  # else `colab-ssh start`'s supervisor brings it all back
+        ours = (
+            _session if _session is not None and asked in (None, _session.request.paths.state_dir) else None
+        )
+        paths = (
+            ours.request.paths if ours is not None else Paths() if asked is None else Paths(state_dir=asked)
+        )
+    stop_supervisor(paths.state_dir)  # else `colab-ssh start`'s supervisor brings it all back
     with _lock:
-        stopped = _session
-        if stopped is not None:
-            paths = stopped.request.paths
-            stopped.stop()
+        if ours is not None and _session is ours:
+            ours.stop()
             _session = None
-        else:
-            paths = Paths() if state_dir is None else Paths(state_dir=Path(state_dir).absolute())
         stop_stale_process(paths.sshd_pid, marker=str(paths.sshd_config))
         stop_stale_process(paths.ngrok_pid, marker=str(paths.ngrok_config))
         stop_stale_cloudflared(paths)
-    if stopped is not None and stopped.monitor is not None:
-        stopped.monitor.stop()  # now that _lock is free, wait for its thread to end
+    if ours is not None and ours.monitor is not None:
+        ours.monitor.stop()  # now that _lock is free, wait for its thread to end

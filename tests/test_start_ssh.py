@@ -355,3 +355,21 @@ def test_a_failing_rerun_keeps_the_running_session(test_user, port, state_dir, s
 
     assert ssh.run(connection, "true").returncode == 0
     assert start_local(test_user, port, state_dir) == connection
+
+
+def test_stop_ssh_with_another_state_dir_leaves_this_session_alone(test_user, port, state_dir, tmp_path, ssh):
+    other_state = tmp_path / "other"
+    other_port = free_port()
+    script = (
+        "from colab_ssh import start_ssh;"
+        f"start_ssh(tunnel='none', port={other_port}, user={test_user!r}, state_dir={str(other_state)!r},"
+        " quiet=True)"
+    )
+    subprocess.run([os.sys.executable, "-c", script], check=True, timeout=60, capture_output=True)
+    connection = start_local(test_user, port, state_dir)
+
+    stop_ssh(state_dir=other_state)
+
+    assert sshd_pids(other_state) == []
+    assert len(sshd_pids(state_dir)) == 1
+    assert ssh.run(connection, "true").returncode == 0
