@@ -37,7 +37,7 @@ from colab_ssh.tunnels.cloudflared import (
     CloudflaredTunnel,
 )
 
-from .conftest import TESTS, free_port, our_processes, serve_paths
+from .conftest import TESTS, SshClient, free_port, our_processes, serve_paths
 
 STAND_INS = TESTS / "stand_ins"
 STAND_IN = STAND_INS / "cloudflared"
@@ -105,18 +105,7 @@ def ssh_env(connection: Connection) -> dict[str, str]:
 
 
 def client_options(tmp_path: Path) -> list[str]:
-    return [
-        "-o",
-        "StrictHostKeyChecking=no",
-        "-o",
-        f"UserKnownHostsFile={tmp_path / 'known_hosts'}",
-        "-o",
-        "PubkeyAuthentication=no",
-        "-o",
-        "ConnectTimeout=10",
-        "-o",
-        "LogLevel=ERROR",
-    ]
+    return SshClient(known_hosts=tmp_path / "known_hosts").options()
 
 
 def login_with_config(
