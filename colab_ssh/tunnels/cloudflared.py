@@ -51,8 +51,10 @@ __all__ = [
     "stop_stale_cloudflared",
 ]
 
-# The release we run, and the SHA-256 of its Linux assets as the release notes of
-# https://github.com/cloudflare/cloudflared/releases/tag/2026.10.0 list them.
+# The release we run, and the SHA-256 of its Linux assets as listed in the release notes of
+# https://github.com/cloudflare/cloudflared/releases/tag/2026.10.0. They were read from several
+# public projects that quote those notes (the page itself was out of reach when pinning); when
+# bumping VERSION, take the digests from the release page itself.
 VERSION = "2026.10.0"
 SHA256 = {
     "cloudflared-linux-amd64": "d33ff2d14475178d2012c2c56beba87389ac5ded27649519f198a7d3134a99db",
