@@ -7,23 +7,15 @@ import sys
 from typing import Any
 
 from .errors import ColabOnlyError, ColabSSHError
-from .platform import in_notebook
+from .platform import in_notebook, running_shell
 
-__all__ = ["can_prompt", "in_colab", "mount_drive", "read_colab_secret"]
+__all__ = ["can_prompt", "mount_drive", "read_colab_secret"]
 
 DRIVE_MOUNT_POINT = "/content/drive"
 
 
 def _colab_module(name: str) -> Any:
     return importlib.import_module(f"google.colab.{name}")
-
-
-def in_colab() -> bool:
-    try:
-        importlib.import_module("google.colab")
-    except ImportError:
-        return False
-    return True
 
 
 def read_colab_secret(name: str) -> tuple[str | None, str]:
@@ -73,10 +65,5 @@ def can_prompt() -> bool:
     stdin = sys.stdin
     if stdin is not None and stdin.isatty():
         return True
-    try:
-        from IPython.core.getipython import get_ipython
-    except ImportError:
-        return False
-    shell = get_ipython()  # type: ignore[no-untyped-call]
-    kernel = getattr(shell, "kernel", None)
+    kernel = getattr(running_shell(), "kernel", None)
     return bool(getattr(kernel, "_allow_stdin", False))

@@ -15,7 +15,14 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Platform", "default_workdir", "detect_platform", "in_notebook", "notebook_display"]
+__all__ = [
+    "Platform",
+    "default_workdir",
+    "detect_platform",
+    "in_notebook",
+    "notebook_display",
+    "running_shell",
+]
 
 KAGGLE_WORKDIR = Path("/kaggle/working")
 COLAB_WORKDIR = Path("/content")
@@ -70,7 +77,8 @@ def default_workdir(platform: Platform, user: str = "root") -> str:
         return "/"
 
 
-def _running_shell() -> Any:
+def running_shell() -> Any:
+    """The running IPython shell, if IPython is loaded at all (never imported just to look)."""
     ipython = sys.modules.get("IPython")
     get_ipython = getattr(ipython, "get_ipython", None)
     return get_ipython() if callable(get_ipython) else None
@@ -78,7 +86,7 @@ def _running_shell() -> Any:
 
 def in_notebook() -> bool:
     """Whether a notebook front end renders our output (an IPython *kernel*, not a terminal IPython)."""
-    return getattr(_running_shell(), "kernel", None) is not None
+    return getattr(running_shell(), "kernel", None) is not None
 
 
 def notebook_display(bundle: dict[str, str], *, display_id: bool = False) -> Any:

@@ -24,7 +24,6 @@ __all__ = [
     "local_address",
     "read_password_hash",
     "restore_file",
-    "set_password",
     "set_password_hash",
     "tail",
     "write_file",
@@ -130,19 +129,6 @@ def generate_password() -> str:
     return "".join(secrets.choice(PASSWORD_ALPHABET) for _ in range(PASSWORD_LENGTH))
 
 
-def _chpasswd(line: str, *, encrypted: bool, chpasswd: str) -> None:
-    # The secret goes through stdin: never in an argument list that `ps` shows.
-    argv = [chpasswd, "-e"] if encrypted else [chpasswd]
-    result = subprocess.run(argv, input=line + "\n", capture_output=True, text=True, check=False)
-    if result.returncode != 0:
-        user = line.split(":", 1)[0]
-        raise ColabSSHError(f"chpasswd could not set the password of {user!r}: {result.stderr.strip()}")
-
-
-def set_password(user: str, password: str, chpasswd: str = "chpasswd") -> None:
-    _chpasswd(f"{user}:{password}", encrypted=False, chpasswd=chpasswd)
-
-
 class PasswordChange:
     """chpasswd running in the background while sshd starts: hashing is slow on purpose (~30 ms)."""
 
@@ -183,7 +169,12 @@ def read_password_hash(shadow_file: Path, user: str) -> str | None:
 
 
 def set_password_hash(user: str, password_hash: str, chpasswd: str = "chpasswd") -> None:
-    _chpasswd(f"{user}:{password_hash}", encrypted=True, chpasswd=chpasswd)
+    """Put a hash from /etc/shadow back (``chpasswd -e``), fed on stdin like every password."""
+    result = subprocess.run(
+        [chpasswd, "-e"], input=f"{user}:{password_hash}\n", capture_output=True, text=True, check=False
+    )
+    if result.returncode != 0:
+        raise ColabSSHError(f"chpasswd could not restore the password of {user!r}: {result.stderr.strip()}")
 
 
 def write_file(path: Path, text: str, *, mode: int) -> bytes | None:

@@ -327,10 +327,8 @@ def test_a_session_open_during_close_does_not_hold_it_up(test_user, port, state_
     assert our_processes(state_dir) == []
 
 
-def test_an_agent_left_by_an_earlier_kernel_is_stopped(test_user, port, state_dir, edge, tmp_path):
-    """A notebook restart forgets our processes but not the pid file: the next start stops it."""
-    pid_file = state_dir / "cloudflared.pid"
-    state_dir.mkdir(parents=True)
+def start_orphan_agent(pid_file: Path) -> subprocess.Popen[bytes]:
+    """A cloudflared as an earlier kernel would have left it: in its own session, our pid file."""
     argv = [
         str(STAND_IN),
         "tunnel",
@@ -340,8 +338,20 @@ def test_an_agent_left_by_an_earlier_kernel_is_stopped(test_user, port, state_di
         "--url",
         "ssh://localhost:9",
     ]
-    quiet = {"stdin": subprocess.DEVNULL, "stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
-    orphan = subprocess.Popen(argv, **quiet, start_new_session=True)
+    return subprocess.Popen(
+        argv,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+
+
+def test_an_agent_left_by_an_earlier_kernel_is_stopped(test_user, port, state_dir, edge, tmp_path):
+    """A notebook restart forgets our processes but not the pid file: the next start stops it."""
+    pid_file = state_dir / "cloudflared.pid"
+    state_dir.mkdir(parents=True)
+    orphan = start_orphan_agent(pid_file)
     try:
         pid_file.write_text(f"{orphan.pid}\n")
         deadline = time.monotonic() + 5
@@ -668,18 +678,7 @@ def test_stop_ssh_in_a_new_kernel_stops_the_old_agent(state_dir, edge):
     """stop_ssh(state_dir=...) with no session in this process: the pid file leads to the agent."""
     pid_file = state_dir / "cloudflared.pid"
     state_dir.mkdir(parents=True)
-    argv = [
-        str(STAND_IN),
-        "tunnel",
-        "--no-autoupdate",
-        "--pidfile",
-        str(pid_file),
-        "--url",
-        "ssh://localhost:9",
-    ]
-    orphan = subprocess.Popen(
-        argv, stdin=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
-    )
+    orphan = start_orphan_agent(pid_file)
     try:
         pid_file.write_text(f"{orphan.pid}\n")
         wait_for(lambda: edge.live_hostnames() != [])
