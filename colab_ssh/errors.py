@@ -20,6 +20,7 @@ __all__ = [
     "SshdConfigError",
     "SshdStartError",
     "TunnelError",
+    "UnsafePathError",
     "UnsupportedSystemError",
 ]
 
@@ -34,6 +35,10 @@ class UnsupportedSystemError(ColabSSHError):
 
 class InvalidArgumentError(ColabSSHError, ValueError):
     """An argument of start_ssh() is unusable; raised before anything is changed."""
+
+
+class UnsafePathError(ColabSSHError):
+    """A folder or file another account could control (a link, a wide mode, another owner)."""
 
 
 class KeySourceError(ColabSSHError):
