@@ -39,7 +39,7 @@ from .system import (
     set_password_hash,
     write_file,
 )
-from .tunnels import Tunnel
+from .tunnels import Tunnel, open_checked
 from .tunnels.cloudflared import CloudflaredTunnel, stop_stale_cloudflared
 from .tunnels.direct import DirectTunnel
 
@@ -144,7 +144,7 @@ class _Session:
             return False
         self.tunnel.close()
         self.tunnel_restarts += 1
-        endpoint = self.tunnel.open(self.request.port)
+        endpoint = open_checked(self.tunnel, self.request.port)
         changed = (endpoint.host, endpoint.port) != (self.connection.host, self.connection.port)
         if changed:
             self.address_changed = datetime.now(timezone.utc)
@@ -274,7 +274,7 @@ def _start(request: Request, progress: Progress, tunnel: Tunnel, keys: list[Publ
         undo.callback(sshd.stop)
         if password_change is not None:
             password_change.wait()
-        endpoint = tunnel.open(request.port)
+        endpoint = open_checked(tunnel, request.port)
         undo.pop_all()
 
     connection = Connection(

@@ -2,14 +2,23 @@
 
 A tunnel is anything with this small interface; ``start_ssh(tunnel=...)`` takes a name
 ("ngrok", "none") or such an object, so another service is one new module.
+
+Whatever a tunnel returns ends up in text the user runs on their laptop: the ``ssh`` command,
+the ``~/.ssh/config`` block (one directive per line) and the ProxyCommand that ssh runs through
+a shell. A newline in a host or port would add directives of the tunnel's choosing there, so
+every endpoint goes through :func:`open_checked`, built-in tunnels and the caller's own alike.
 """
 
 from __future__ import annotations
 
+import ipaddress
+import re
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
-__all__ = ["Endpoint", "Tunnel"]
+from ..errors import TunnelError
+
+__all__ = ["Endpoint", "Tunnel", "check_endpoint", "open_checked"]
 
 
 @dataclass(frozen=True)
@@ -41,3 +50,69 @@ class Tunnel(Protocol):
     def close(self) -> None:
         """Stop forwarding and end every process the tunnel started; harmless if not open."""
         ...
+
+
+# RFC 1123 host names: dot-separated labels of letters, digits and inner hyphens, 63 characters
+# at most each, 253 in all. A label may not start with "-", so no host reads as an ssh option.
+_LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
+_MAX_TEXT = 1000  # a proxy command or hint longer than this is not something we print
+
+
+def _is_host(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        pass
+    else:
+        return True
+    name = host[:-1] if host.endswith(".") else host
+    return 0 < len(name) <= 253 and all(_LABEL.fullmatch(label) for label in name.split("."))
+
+
+def _is_plain_line(text: str) -> bool:
+    """One line of printable text: no newline, tab, escape or other control character."""
+    return 0 < len(text) <= _MAX_TEXT and text.isprintable()
+
+
+def check_endpoint(endpoint: object, tunnel_name: str) -> Endpoint:
+    """The endpoint itself if every field is safe to print into ssh commands and configs.
+
+    Raises TunnelError naming the tunnel and the field otherwise; the bad value is shown with
+    repr() so that a newline in it is visible rather than acted on.
+    """
+
+    def refuse(problem: str) -> TunnelError:
+        return TunnelError(
+            f"The tunnel {tunnel_name!r} returned an unusable endpoint: {problem}. Nothing was"
+            " printed or changed for it; fix the tunnel's open() (a host name or IP address, a port"
+            " 1-65535, a one-line proxy command, plain-text hints)."
+        )
+
+    if not isinstance(endpoint, Endpoint):
+        raise refuse(f"open() returned {type(endpoint).__name__}, not colab_ssh.tunnels.Endpoint")
+    host, port = endpoint.host, endpoint.port
+    if not isinstance(host, str) or not _is_host(host):
+        raise refuse(f"the host {host!r} is not a host name or an IP address")
+    if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+        raise refuse(f"the port {port!r} is not a whole number from 1 to 65535")
+    command = endpoint.proxy_command
+    if command is not None and not (isinstance(command, str) and _is_plain_line(command)):
+        raise refuse(f"the proxy command {command!r} is not a single line of printable text")
+    hints = endpoint.client_hints
+    if not isinstance(hints, tuple):
+        raise refuse(f"the client hints {hints!r} are not a tuple of strings")
+    for hint in hints:
+        if not (isinstance(hint, str) and _is_plain_line(hint)):
+            raise refuse(f"the client hint {hint!r} is not a single line of printable text")
+    return endpoint
+
+
+def open_checked(tunnel: Tunnel, local_port: int) -> Endpoint:
+    """``tunnel.open()``, refused (and the tunnel closed again) if its endpoint is unsafe to print."""
+    endpoint = tunnel.open(local_port)
+    name = str(getattr(tunnel, "name", type(tunnel).__name__))
+    try:
+        return check_endpoint(endpoint, name)
+    except TunnelError:
+        tunnel.close()
+        raise

@@ -1,0 +1,152 @@
+"""Every endpoint a tunnel returns is checked before it is used: it ends up in the ssh command and the
+~/.ssh/config block the user runs on their laptop, so a newline in a host or port would let a tunnel
+(a custom object, a plugin) add a ProxyCommand of its choosing. Bad endpoints are refused with a
+TunnelError naming the tunnel, on the first open and on every reopen, and nothing stays changed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from colab_ssh import TunnelError, core, ssh_status, start_ssh, stop_ssh
+from colab_ssh.system import local_address, read_password_hash
+from colab_ssh.tunnels import Endpoint, check_endpoint
+from colab_ssh.tunnels.cloudflared import CLIENT_HINTS, PROXY_COMMAND
+
+from .conftest import our_processes
+
+INJECTED = "\nProxyCommand touch /tmp/colab_ssh_injected"
+
+BAD_ENDPOINTS: list[tuple[str, object, str]] = [
+    ("newline then ProxyCommand in the host", Endpoint("example.com" + INJECTED, 22), "host"),
+    ("host that reads as an ssh option", Endpoint("-oProxyCommand=touch%20x", 22), "host"),
+    ("space in the host", Endpoint("example.com ProxyCommand", 22), "host"),
+    ("carriage return in the host", Endpoint("example.com\rx", 22), "host"),
+    ("empty host", Endpoint("", 22), "host"),
+    ("empty label in the host", Endpoint("a..example.com", 22), "host"),
+    ("label longer than 63", Endpoint("a" * 64 + ".com", 22), "host"),
+    ("label ending in a hyphen", Endpoint("bad-.example.com", 22), "host"),
+    ("underscore in the host", Endpoint("bad_name.example.com", 22), "host"),
+    ("bracketed IPv6", Endpoint("[::1]", 22), "host"),
+    ("host not a string", Endpoint(b"example.com", 22), "host"),  # type: ignore[arg-type]
+    ("port zero", Endpoint("example.com", 0), "port"),
+    ("port above 65535", Endpoint("example.com", 65536), "port"),
+    ("negative port", Endpoint("example.com", -22), "port"),
+    ("port as text with a newline", Endpoint("example.com", "22" + INJECTED), "port"),  # type: ignore[arg-type]
+    ("port as text", Endpoint("example.com", "22"), "port"),  # type: ignore[arg-type]
+    ("port as a float", Endpoint("example.com", 22.0), "port"),  # type: ignore[arg-type]
+    ("port as a bool", Endpoint("example.com", True), "port"),
+    ("proxy command on two lines", Endpoint("example.com", 22, proxy_command="nc %h 22" + INJECTED), "proxy"),
+    ("proxy command with an escape", Endpoint("example.com", 22, proxy_command="nc %h\x1b[2J 22"), "proxy"),
+    ("empty proxy command", Endpoint("example.com", 22, proxy_command=""), "proxy"),
+    ("hint on two lines", Endpoint("example.com", 22, client_hints=("brew install x\nrm -rf ~",)), "hint"),
+    ("hint with a tab", Endpoint("example.com", 22, client_hints=("a\tb",)), "hint"),
+    ("hints as a list", Endpoint("example.com", 22, client_hints=["brew install x"]), "hints"),  # type: ignore[arg-type]
+    ("hint not a string", Endpoint("example.com", 22, client_hints=(42,)), "hint"),  # type: ignore[arg-type]
+    ("not an Endpoint at all", ("example.com", 22), "not colab_ssh.tunnels.Endpoint"),
+]
+
+GOOD_ENDPOINTS = [
+    Endpoint("0.tcp.ngrok.io", 12345),
+    Endpoint("example-words-here.trycloudflare.com", 22, PROXY_COMMAND, CLIENT_HINTS),
+    Endpoint("192.0.2.7", 1),
+    Endpoint("2001:db8::1", 65535),
+    Endpoint("localhost", 2222),
+    Endpoint("host.example.", 22),
+]
+
+
+@pytest.mark.parametrize(("name", "endpoint", "field"), BAD_ENDPOINTS, ids=[c[0] for c in BAD_ENDPOINTS])
+def test_a_bad_field_is_refused_naming_the_tunnel_and_the_field(name, endpoint, field):
+    with pytest.raises(TunnelError) as raised:
+        check_endpoint(endpoint, "my-plugin")
+
+    message = str(raised.value)
+    assert "'my-plugin'" in message and field in message
+    assert "\n" not in message and "\r" not in message  # the bad value is shown, not acted on
+
+
+@pytest.mark.parametrize("endpoint", GOOD_ENDPOINTS, ids=[e.host for e in GOOD_ENDPOINTS])
+def test_real_endpoints_pass(endpoint):
+    assert check_endpoint(endpoint, "ngrok") is endpoint
+
+
+class ScriptedTunnel:
+    """A custom tunnel object, as a user or a plugin would pass it: it returns what it is told to."""
+
+    name = "scripted"
+
+    def __init__(self, *endpoints: object) -> None:
+        self.endpoints = list(endpoints)
+        self.is_open = False
+        self.opened = 0
+        self.closed = 0
+
+    def open(self, local_port: int) -> Endpoint:
+        self.opened += 1
+        self.is_open = True
+        return self.endpoints.pop(0)  # type: ignore[return-value]
+
+    def alive(self) -> bool:
+        return self.is_open
+
+    def close(self) -> None:
+        self.closed += 1
+        self.is_open = False
+
+
+def machine_state(state_dir: Path, user: str) -> dict[str, object]:
+    def read(path: Path) -> bytes | None:
+        return path.read_bytes() if path.exists() else None
+
+    return {
+        "sshd_config": read(state_dir / "sshd_config"),
+        "profile": read(Path("/etc/profile.d/colab_ssh.sh")),
+        "password": read_password_hash(Path("/etc/shadow"), user),
+        "processes": our_processes(state_dir),
+    }
+
+
+@pytest.mark.parametrize(
+    ("name", "endpoint", "field"),
+    [case for case in BAD_ENDPOINTS if case[0] in {
+        "newline then ProxyCommand in the host", "port as text with a newline", "port above 65535",
+        "proxy command on two lines", "hint on two lines", "not an Endpoint at all",
+    }],
+    ids=lambda value: value if isinstance(value, str) else "",
+)  # fmt: skip
+def test_start_ssh_refuses_a_custom_tunnels_bad_endpoint_and_undoes_everything(
+    name, endpoint, field, test_user, port, state_dir
+):
+    # Given a machine where colab_ssh ran before (so there is a config to put back)...
+    start_ssh(tunnel="none", port=port, user=test_user, state_dir=state_dir, quiet=True)
+    stop_ssh()
+    before = machine_state(state_dir, test_user)
+    tunnel = ScriptedTunnel(endpoint)
+
+    with pytest.raises(TunnelError, match="'scripted'"):
+        start_ssh(tunnel=tunnel, port=port, user=test_user, state_dir=state_dir, quiet=True)
+
+    assert tunnel.opened == 1 and not tunnel.is_open  # the tunnel it opened was closed again
+    assert machine_state(state_dir, test_user) == before  # no sshd running, config and password back
+    assert not Path("/tmp/colab_ssh_injected").exists()
+
+
+def test_a_reopened_tunnel_is_checked_too(test_user, port, state_dir):
+    good = Endpoint(local_address(), port)
+    tunnel = ScriptedTunnel(good, Endpoint("evil.example.com" + INJECTED, 22))
+    first = start_ssh(
+        tunnel=tunnel, port=port, user=test_user, state_dir=state_dir, quiet=True, monitor_interval=None
+    )
+    tunnel.is_open = False  # the tunnel died; the monitor would now reopen it
+    session = core._session
+    assert session is not None
+
+    with pytest.raises(TunnelError, match="'scripted'"):
+        session.revive()
+
+    assert tunnel.opened == 2 and not tunnel.is_open
+    status = ssh_status()
+    assert status.connection == first  # the details handed out stay the last good ones
+    assert "ProxyCommand" not in (status.connection.ssh_config if status.connection else "")
