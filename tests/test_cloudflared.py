@@ -16,7 +16,9 @@ import os
 import re
 import shlex
 import signal
+import socket
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -80,6 +82,40 @@ def edge(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> CloudflareEdge:
     monkeypatch.setenv("PATH", f"{STAND_INS}{os.pathsep}{os.environ['PATH']}")
     monkeypatch.delenv("CLOUDFLARED_STAND_IN_FAIL", raising=False)
     return CloudflareEdge(state)
+
+
+@pytest.fixture
+def origin() -> Iterator[int]:
+    """A local port that greets like sshd (its banner line), for tests of the tunnel alone: the
+    tunnel counts as open only once the banner comes back through it."""
+    server = socket.create_server(("127.0.0.1", 0))
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            with conn, contextlib.suppress(OSError):
+                conn.sendall(b"SSH-2.0-OpenSSH_9.2p1 stand-in origin\r\n")
+                conn.recv(1024)
+
+    threading.Thread(target=serve, daemon=True).start()
+    yield int(server.getsockname()[1])
+    server.close()
+
+
+def banner_through(hostname: str) -> str:
+    """What the client side (ssh's ProxyCommand) receives first from ``hostname``, or its error."""
+    result = subprocess.run(
+        [str(STAND_IN), "access", "ssh", "--hostname", hostname],
+        input=b"", capture_output=True, timeout=20, check=False,
+    )  # fmt: skip
+    return result.stdout.decode(errors="replace").split("\r\n")[0] or result.stderr.decode().strip()
+
+
+def agent_log(state_dir: Path) -> str:
+    return (state_dir / "cloudflared.log").read_text()
 
 
 def paths_for(state_dir: Path) -> Paths:
@@ -213,6 +249,9 @@ def test_the_agent_runs_detached_with_its_log_and_pid_file(test_user, port, stat
     argv = Path(f"/proc/{agent}/cmdline").read_bytes().decode().split("\0")
     command = argv[argv.index("tunnel") :]
     assert command[:2] == ["tunnel", "--no-autoupdate"]
+    assert command[command.index("--config") + 1] == str(state_dir / "cloudflared.yml")
+    assert command[command.index("--loglevel") + 1] == "info"
+    assert "--protocol" not in command  # QUIC first, as cloudflared itself chooses for quick tunnels
     assert command[command.index("--url") + 1] == f"ssh://localhost:{port}"
     assert command[command.index("--pidfile") + 1] == str(state_dir / "cloudflared.pid")
     assert "Your quick Tunnel has been created!" in (state_dir / "cloudflared.log").read_text()
@@ -249,16 +288,17 @@ def wait_for(condition, timeout: float = 5.0) -> None:
         time.sleep(0.02)
 
 
-def test_alive_follows_the_agent_and_the_edge(state_dir, edge):
-    """Killed: not alive. Forgotten by the edge (SIGUSR1 to the stand-in): not alive either,
-    though the agent still runs and retries, because only a new quick tunnel can work again."""
+def test_alive_follows_the_agent_and_the_edge(state_dir, edge, origin):
+    """Killed: not alive. Forgotten by the edge (SIGUSR1 to the stand-in: "Unauthorized" on every
+    retry): not alive either once it stayed unregistered past reconnect_timeout, though the agent
+    still runs and retries, because only a new quick tunnel can work again."""
     first, second = (
         CloudflaredTunnel(paths_for(state_dir)),
-        CloudflaredTunnel(paths_for(state_dir.parent / "b")),
+        CloudflaredTunnel(paths_for(state_dir.parent / "b"), reconnect_timeout=1),
     )
     try:
-        first.open(free_port())
-        second.open(free_port())
+        first.open(origin)
+        second.open(origin)
         assert first.alive() and second.alive()
         (killed,) = agent_pids(state_dir)
         (forgotten,) = agent_pids(state_dir.parent / "b")
@@ -267,7 +307,7 @@ def test_alive_follows_the_agent_and_the_edge(state_dir, edge):
         os.kill(forgotten, signal.SIGUSR1)
 
         wait_for(lambda: not first.alive())
-        wait_for(lambda: not second.alive())
+        wait_for(lambda: not second.alive(), timeout=15)
         assert not gone(forgotten)  # it did not exit: it retries, forever, like the real one
         assert edge.live_hostnames() == []
     finally:
@@ -291,11 +331,11 @@ def test_a_killed_agent_is_brought_back_with_a_new_address(test_user, port, stat
 
 
 def test_a_tunnel_the_edge_forgot_is_replaced(test_user, port, state_dir, edge, tmp_path):
-    tunnel = CloudflaredTunnel(paths_for(state_dir))
+    tunnel = CloudflaredTunnel(paths_for(state_dir), reconnect_timeout=1)
     first = start_cloudflared(test_user, port, state_dir, tunnel)
     (agent,) = agent_pids(state_dir)
     os.kill(agent, signal.SIGUSR1)
-    wait_for(lambda: "Unauthorized" in (state_dir / "cloudflared.log").read_text())
+    wait_for(lambda: not tunnel.alive(), timeout=15)
 
     again = start_cloudflared(test_user, port, state_dir, tunnel)
 
@@ -368,11 +408,11 @@ def test_an_agent_left_by_an_earlier_kernel_is_stopped(test_user, port, state_di
         orphan.wait()
 
 
-def test_stop_stale_cloudflared_stops_an_agent_this_kernel_forgot(state_dir, edge):
+def test_stop_stale_cloudflared_stops_an_agent_this_kernel_forgot(state_dir, edge, origin):
     """What stop_ssh(state_dir=...) in a fresh kernel needs: the pid file is enough."""
     paths = paths_for(state_dir)
     forgotten = CloudflaredTunnel(paths)
-    forgotten.open(free_port())  # the origin need not be up for the tunnel to open
+    forgotten.open(origin)
     (agent,) = agent_pids(state_dir)
     try:
         cf.stop_stale_cloudflared(paths)
@@ -382,6 +422,105 @@ def test_stop_stale_cloudflared_stops_an_agent_this_kernel_forgot(state_dir, edg
         assert not forgotten.alive()
     finally:
         forgotten.close()
+
+
+# --- the real agent's habits: the user's own set-up, reconnects, a new name's delay ----------
+
+USER_SETUPS = {
+    # ~/.cloudflared/config.yml with ingress rules: they win over --url, so the quick tunnel would
+    # lead to the catch-all rule (here: an HTTP 404), never to sshd.
+    "config.yml ingress": (
+        {".cloudflared/config.yml": "ingress:\n  - hostname: app.example.com\n    service: http://localhost:3000\n"
+         "  - service: http_status:404\n"},
+        {},
+    ),
+    # A config file's log level, and the environment's: both hide the lines we wait for.
+    "config.yml loglevel": ({".cloudflared/config.yml": "loglevel: warn\n"}, {}),
+    "TUNNEL_LOGLEVEL": ({}, {"TUNNEL_LOGLEVEL": "warn"}),
+    # The origin from the environment: ignored while --url is given, but it must not even be seen.
+    "TUNNEL_URL and friends": ({}, {"TUNNEL_URL": "http://localhost:1", "TUNNEL_TRANSPORT_PROTOCOL": "quic",
+                                    "TUNNEL_PIDFILE": "/tmp/elsewhere.pid", "NO_AUTOUPDATE": "false"}),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("setup", USER_SETUPS, ids=list(USER_SETUPS))
+def test_the_users_own_cloudflared_setup_is_ignored(
+    setup, test_user, port, state_dir, edge, tmp_path, monkeypatch
+):
+    """Whatever the machine's cloudflared set-up says (a config file in ~/.cloudflared, TUNNEL_*
+    variables), our agent runs with our empty config, --loglevel info, and none of those variables."""
+    files, variables = USER_SETUPS[setup]
+    home = tmp_path / "home"
+    for name, text in files.items():
+        (home / name).parent.mkdir(parents=True, exist_ok=True)
+        (home / name).write_text(text)
+    monkeypatch.setenv("HOME", str(home))
+    for name, value in variables.items():
+        monkeypatch.setenv(name, value)
+    tunnel = CloudflaredTunnel(paths_for(state_dir), start_timeout=5)
+
+    connection = start_cloudflared(test_user, port, state_dir, tunnel)
+
+    assert login_with_config(connection, tmp_path, "true").returncode == 0
+    (agent,) = agent_pids(state_dir)
+    environ = Path(f"/proc/{agent}/environ").read_bytes().split(b"\0")
+    names = {entry.split(b"=")[0].decode() for entry in environ if entry}
+    assert not {name for name in names if name.startswith("TUNNEL_") or name in variables}
+    config = (state_dir / "cloudflared.yml").read_text()
+    assert [line for line in config.splitlines() if not line.startswith("#")] == ["{}"]
+    assert "was empty" not in agent_log(state_dir)  # "{}" is a document: no error line
+
+
+def test_a_transient_unauthorized_keeps_the_tunnel(state_dir, edge, origin):
+    """The edge drops the connection and refuses the first re-registration with "Unauthorized"
+    (SIGUSR2 to the stand-in); cloudflared retries and registers again under the same name.
+    alive() must say yes throughout, so the monitor never swaps the address."""
+    tunnel = CloudflaredTunnel(paths_for(state_dir), reconnect_timeout=30)
+    try:
+        endpoint = tunnel.open(origin)
+        (agent,) = agent_pids(state_dir)
+        registered = agent_log(state_dir).count("Registered tunnel connection")
+
+        os.kill(agent, signal.SIGUSR2)
+
+        answers = []
+        while agent_log(state_dir).count("Registered tunnel connection") == registered:
+            answers.append(tunnel.alive())
+            time.sleep(0.02)
+        answers.append(tunnel.alive())
+        assert "Unauthorized" in agent_log(state_dir)
+        assert all(answers), answers
+        assert banner_through(endpoint.host).startswith("SSH-2.0-")
+        assert agent_pids(state_dir) == [agent]
+    finally:
+        tunnel.close()
+
+
+def test_the_first_login_works_though_the_name_takes_time(
+    test_user, port, state_dir, edge, tmp_path, monkeypatch
+):
+    """ "it may take some time to be reachable": the stand-in's new name resolves 3 s after the
+    connection registers. start_ssh() returns only once the address answers, so the first login
+    right after it works."""
+    monkeypatch.setenv("CLOUDFLARED_STAND_IN_REACHABLE_AFTER", "3")
+
+    connection = start_cloudflared(test_user, port, state_dir)
+
+    result = login_with_config(connection, tmp_path, "id -un")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == test_user
+
+
+def test_a_name_that_never_answers_is_a_clear_error(test_user, port, state_dir, edge, monkeypatch):
+    monkeypatch.setenv("CLOUDFLARED_STAND_IN_REACHABLE_AFTER", "3600")
+    tunnel = CloudflaredTunnel(paths_for(state_dir), start_timeout=2)
+
+    with pytest.raises(CloudflaredStartError) as raised:
+        start_cloudflared(test_user, port, state_dir, tunnel)
+
+    assert re.search(r"connected \S+ to Cloudflare's edge, but the address did not answer", str(raised.value))
+    assert "no such host" in raised.value.message_head
+    assert_failed_cleanly(state_dir, edge)
 
 
 # --- failures ---------------------------------------------------------------------------------
@@ -437,19 +576,42 @@ def test_no_way_to_the_quick_tunnel_api(test_user, port, state_dir, edge, monkey
 
 
 def test_an_address_but_no_edge_connection(test_user, port, state_dir, edge, monkeypatch):
-    """Port 7844 blocked: the address is printed, but no connection registers; that is a failure
-    now, not at the user's first login."""
+    """Port 7844 blocked for UDP and TCP: addresses are printed, but no connection registers over
+    QUIC nor, on the second try, over HTTP/2; that is a failure now, not at the user's first login,
+    and the message names both ways out."""
     monkeypatch.setenv("CLOUDFLARED_STAND_IN_FAIL", "edge-unreachable")
     tunnel = CloudflaredTunnel(paths_for(state_dir), start_timeout=2)
 
     with pytest.raises(CloudflaredStartError) as raised:
         start_cloudflared(test_user, port, state_dir, tunnel)
 
-    message = str(raised.value)
-    assert re.search(r"got the address \S+\.trycloudflare\.com but could not connect", message)
-    assert "port 7844" in message
-    assert "Failed to dial a quic connection" in raised.value.log_tail
+    message = raised.value.message_head
+    assert re.search(r"got the address \S+\.trycloudflare\.com but no connection .* over quic", message)
+    assert re.search(r"--protocol http2: .* over http2", message)
+    assert "UDP (QUIC)" in message and "TCP (HTTP/2)" in message and "port 7844" in message
+    assert "HTTPS (TCP 443)" in message
+    assert "Unable to establish connection with Cloudflare edge" in raised.value.log_tail
+    log = agent_log(state_dir)
+    assert "Failed to dial a quic connection" in log and "Initial protocol http2" in log
     assert_failed_cleanly(state_dir, edge)
+
+
+def test_udp_blocked_falls_back_to_http2(test_user, port, state_dir, edge, tmp_path, monkeypatch):
+    """Quick tunnels are QUIC-only and never switch by themselves: with UDP dropped, the second
+    start with --protocol http2 (TCP) is what registers, and the login works."""
+    monkeypatch.setenv("CLOUDFLARED_STAND_IN_FAIL", "quic-blocked")
+    tunnel = CloudflaredTunnel(paths_for(state_dir), start_timeout=2)
+
+    connection = start_cloudflared(test_user, port, state_dir, tunnel)
+
+    (agent,) = agent_pids(state_dir)
+    argv = Path(f"/proc/{agent}/cmdline").read_bytes().decode().split("\0")
+    assert argv[argv.index("--protocol") + 1] == "http2"
+    log = agent_log(state_dir)
+    assert "Failed to dial a quic connection" in log
+    assert "protocol=http2" in log.split("Initial protocol http2")[1]
+    assert edge.live_hostnames() == [connection.host]
+    assert login_with_config(connection, tmp_path, "true").returncode == 0
 
 
 def test_a_binary_that_exits_at_once(test_user, port, state_dir, edge, tmp_path, monkeypatch):

@@ -11,8 +11,24 @@ How it differs from ngrok, and why the code looks the way it does:
 - cloudflared has no local API: its address appears only in its log, boxed, so we read the
   log file it writes (never a pipe, which a detached agent would block on once nobody reads it).
 - The address is printed before the tunnel connects to Cloudflare's edge; we also wait for the
-  "Registered tunnel connection" line, so the address we hand out already works, and a network
-  that blocks the edge's port 7844 fails here with a clear message instead of at the first login.
+  "Registered tunnel connection" line, and then until the address answers with sshd's banner
+  through ``cloudflared access ssh`` (the very path the user's ProxyCommand takes): the box says
+  "it may take some time to be reachable", and a first login that races the new name's DNS fails.
+  Waiting here, not retrying in the user's ProxyCommand, because that command runs on the user's
+  computer (Windows has no shell loop to retry in), and because a resolver that was asked too
+  early caches the "no such host" answer; the runtime can ask the same way and wait for a yes.
+- Quick tunnels use QUIC (UDP to port 7844) and never fall back to HTTP/2 by themselves
+  (quick_tunnel.go:85-87 sets ``quic``; an explicit protocol has no fallback, protocol.go:109-120).
+  When no connection registers, we start once more with ``--protocol http2`` (TCP), and only then
+  fail, naming both.
+- cloudflared reads settings from places we do not control: ``~/.cloudflared/config.yml`` (whose
+  ``ingress:`` rules win over ``--url``, and whose ``tunnel:`` turns the quick tunnel into an error)
+  and ``TUNNEL_*`` variables (``TUNNEL_LOGLEVEL=warn`` hides the lines we wait for,
+  ``TUNNEL_NAME`` runs a named tunnel instead). We pass our own empty config file, ``--loglevel
+  info``, and an environment without the variables its flags read.
+- A registered tunnel that loses its edge connection is not given up at the first error line:
+  cloudflared retries, even "Unauthorized", which it treats as transient (supervisor.go:274-278).
+  We give up when cloudflared exits, or when no connection is registered for ``reconnect_timeout``.
 - ``--pidfile`` puts our state directory on cloudflared's command line: that is how a later
   kernel recognises (and stops) an agent an earlier kernel left running.
 """
@@ -24,9 +40,12 @@ import hashlib
 import os
 import platform
 import re
+import selectors
 import subprocess
 import time
+from collections.abc import Mapping
 from pathlib import Path
+from typing import IO, cast
 from urllib.parse import urlsplit
 
 from ..errors import InvalidArgumentError, TunnelError
@@ -90,14 +109,37 @@ PUBLIC_PORT = 22
 # The boxed address. api.trycloudflare.com is where cloudflared asks for a tunnel and appears
 # in its error lines ("failed to request quick Tunnel: Post https://api.trycloudflare.com/...").
 _ADDRESS = re.compile(r"https://((?!api\.)[a-z0-9]+(?:-[a-z0-9]+)*\.trycloudflare\.com)(?![a-z0-9.-])")
-_REGISTERED = "Registered tunnel connection"
-# The edge no longer knows the tunnel (it was deleted or expired): retrying cannot bring the
-# address back, only a new quick tunnel can.
-_GONE = re.compile(r"Register tunnel error from server side .*Unauthorized")
+# connection/observer.go:58-67 (INF). "Unregistered tunnel connection" (control.go:145) must not match.
+_REGISTERED = re.compile(r"(?<![A-Za-z])Registered tunnel connection")
+# Lines that mean the edge connection is down and being retried (supervisor/tunnel.go:264, 412,
+# 487, 610; supervisor.go:158; http2.go:94; control.go:145).
+_DOWN = re.compile(
+    r"Retrying connection in up to|Register tunnel error from server side|Serve tunnel error"
+    r"|Connection terminated|Unable to establish connection with Cloudflare edge"
+    r"|Failed to dial a quic connection|Lost connection with the edge|Unregistered tunnel connection"
+)
+# Flags of `cloudflared tunnel` read from the environment (urfave/cli EnvVars in
+# cmd/cloudflared/tunnel/cmd.go and cliutil/logger.go): every TUNNEL_* one, and these.
+_FLAG_ENV_PREFIX = "TUNNEL_"
+_FLAG_ENV_NAMES = frozenset(
+    {
+        "NO_AUTOUPDATE", "DIAL_EDGE_TIMEOUT", "STDIN_CONTROL", "NO_TLS_VERIFY", "LOCAL_SSH_PORT",
+        "SSH_IDLE_TIMEOUT", "SSH_MAX_TIMEOUT", "BUCKET_ID", "REGION_ID", "SECRET_ID",
+        "ACCESS_CLIENT_ID", "SESSION_TOKEN_ID", "S3_URL", "HOST_KEY_PATH",
+    }
+)  # fmt: skip
+# Our config file: a YAML document with nothing in it ("{}": a file with no document at all is
+# logged as an error, config/configuration.go:403-407), so no other config file is searched for.
+CONFIG_TEXT = (
+    "# colab_ssh's own cloudflared config, empty on purpose: with --config naming this file,\n"
+    "# cloudflared does not read ~/.cloudflared/config.yml or /etc/cloudflared/config.yml.\n"
+    "{}\n"
+)
 _RATE_LIMITED = ("429 Too Many Requests", "error code: 1015")
 _NO_API = "failed to request quick Tunnel"
 _POLL_SECONDS = 0.02
 _STOP_SECONDS = 3.0
+_PROBE_SECONDS = 5.0  # one reachability probe: time for the banner through the tunnel
 
 
 class CloudflaredDownloadError(TunnelError):
@@ -122,6 +164,7 @@ class CloudflaredStartError(TunnelError):
 
     def __init__(self, message: str, *, log_tail: str, code: str | None = None) -> None:
         super().__init__(f"{message}\n--- last lines of cloudflared's log ---\n{log_tail}", code=code)
+        self.message_head = message  # the message without the log
         self.log_tail = log_tail
 
 
@@ -131,6 +174,19 @@ def cloudflared_pid_file(paths: Paths) -> Path:
 
 def cloudflared_log(paths: Paths) -> Path:
     return paths.state_dir / "cloudflared.log"
+
+
+def cloudflared_config(paths: Paths) -> Path:
+    return paths.state_dir / "cloudflared.yml"
+
+
+def agent_environment(environ: Mapping[str, str]) -> dict[str, str]:
+    """``environ`` without the variables cloudflared's flags read, so that only our flags count."""
+    return {
+        name: value
+        for name, value in environ.items()
+        if not name.startswith(_FLAG_ENV_PREFIX) and name not in _FLAG_ENV_NAMES
+    }
 
 
 def stop_stale_cloudflared(paths: Paths) -> None:
@@ -265,36 +321,59 @@ class _LogFollower:
         return tail("\n".join(self.lines + pending)) or "(cloudflared wrote nothing)"
 
 
+class _Link:
+    """Whether the edge connection is registered, from cloudflared's log lines."""
+
+    def __init__(self) -> None:
+        self.registered = False
+        self.down_since: float | None = None  # when a registered connection went down
+
+    def note(self, line: str, now: float) -> None:
+        if _REGISTERED.search(line):
+            self.registered, self.down_since = True, None
+        elif _DOWN.search(line) and self.registered:
+            self.registered, self.down_since = False, now
+
+    def given_up(self, now: float, bound: float) -> bool:
+        """Down for longer than ``bound`` seconds (cloudflared may still be retrying)."""
+        return self.down_since is not None and now - self.down_since > bound
+
+
 class _Start:
     """One start of cloudflared, watched through its log until it works, fails, or times out."""
 
-    def __init__(self, process: subprocess.Popen[bytes], log: _LogFollower, timeout: float) -> None:
+    def __init__(
+        self, process: subprocess.Popen[bytes], log: _LogFollower, timeout: float, protocol: str
+    ) -> None:
         self._process = process
         self._log = log
         self._timeout = timeout
-        self._host: str | None = None
-        self._registered = False
+        self._protocol = protocol
+        self.host: str | None = None
+        self.link = _Link()
 
     def wait(self) -> str:
         """Read the log until the address is printed and the edge registered the connection."""
         deadline = time.monotonic() + self._timeout
         while True:
-            for line in self._log.read_new():
-                self._note(line)
-            if self._host is not None and self._registered:
-                return self._host
+            self.read()
+            if self.host is not None and self.link.registered:
+                return self.host
             if self._process.poll() is not None:
-                self._log.read_new()
+                self.read()
                 raise self._exited_error()
             if time.monotonic() >= deadline:
                 raise self._timeout_error()
             time.sleep(_POLL_SECONDS)
 
-    def _note(self, line: str) -> None:
-        if self._host is None and (found := _ADDRESS.search(line)):
-            self._host = found.group(1)
-        elif self._host is not None and _REGISTERED in line:
-            self._registered = True
+    def read(self) -> None:
+        now = time.monotonic()
+        for line in self._log.read_new():
+            if self.host is None:
+                if found := _ADDRESS.search(line):
+                    self.host = found.group(1)
+            else:
+                self.link.note(line, now)
 
     def _exited_error(self) -> CloudflaredStartError:
         text = "\n".join(self._log.lines)
@@ -314,32 +393,65 @@ class _Start:
                 " access, or use tunnel='ngrok'.",
                 log_tail=self._log.tail(),
             )
-        if self._host is None:
+        if self.host is None:
             return CloudflaredStartError(
                 f"cloudflared exited with code {code} before it printed a quick-tunnel address.",
                 log_tail=self._log.tail(),
             )
-        return CloudflaredStartError(
-            f"cloudflared exited with code {code} after it got the address {self._host}, before it"
-            " connected to Cloudflare's edge.",
+        return _EdgeUnreachable(
+            f"cloudflared exited with code {code} after it got the address {self.host}, before a"
+            f" connection to Cloudflare's edge registered over {self._protocol}.",
             log_tail=self._log.tail(),
         )
 
     def _timeout_error(self) -> CloudflaredStartError:
         seconds = f"{self._timeout:g} s"
-        if self._host is None:
+        if self.host is None:
             return CloudflaredStartError(
                 f"cloudflared printed no quick-tunnel address within {seconds}; it was stopped."
                 " Cloudflare's quick-tunnel service may be slow or down: run start_ssh() again later,"
                 " or use tunnel='ngrok'.",
                 log_tail=self._log.tail(),
             )
-        return CloudflaredStartError(
-            f"cloudflared got the address {self._host} but could not connect to Cloudflare's edge"
-            f" within {seconds}; it was stopped. The runtime must reach Cloudflare on port 7844"
-            " (UDP for QUIC, or TCP for HTTP/2); a firewall blocking it is the usual cause.",
+        return _EdgeUnreachable(
+            f"cloudflared got the address {self.host} but no connection to Cloudflare's edge"
+            f" registered over {self._protocol} within {seconds}.",
             log_tail=self._log.tail(),
         )
+
+
+class _EdgeUnreachable(CloudflaredStartError):
+    """An address, but no edge connection: worth one more try over the other protocol."""
+
+
+def _probe(argv: list[str], env: dict[str, str], timeout: float) -> tuple[bool, str]:
+    """Run ``cloudflared access ssh`` once: (whether sshd's banner came back, its last error line)."""
+    process = subprocess.Popen(
+        argv,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+        start_new_session=True,
+    )
+    stdout = cast("IO[bytes]", process.stdout)  # stdout=PIPE
+    received = b""
+    deadline = time.monotonic() + timeout
+    try:
+        with selectors.DefaultSelector() as selector:
+            selector.register(stdout, selectors.EVENT_READ)
+            while len(received) < 4 and (left := deadline - time.monotonic()) > 0:
+                if not selector.select(left):
+                    break
+                chunk = os.read(stdout.fileno(), 256)
+                if not chunk:
+                    break
+                received += chunk
+    finally:
+        process.kill()
+        _out, err = process.communicate()
+    lines = err.decode(errors="replace").strip().splitlines()
+    return received.startswith(b"SSH-"), lines[-1] if lines else "no answer"
 
 
 class CloudflaredTunnel:
@@ -355,7 +467,11 @@ class CloudflaredTunnel:
         download_url: str | None = None,
         sha256: str | None = None,
         start_timeout: float = 30.0,
+        reconnect_timeout: float = 60.0,
     ) -> None:
+        """``start_timeout``: seconds for each start (address, edge connection, reachability);
+        ``reconnect_timeout``: seconds a registered tunnel may stay without an edge connection
+        (cloudflared reconnecting) before alive() says no and a new tunnel replaces it."""
         if download_url is not None:
             if sha256 is None:
                 raise InvalidArgumentError(
@@ -364,17 +480,19 @@ class CloudflaredTunnel:
             _check_download_url(download_url)
         if sha256 is not None and not re.fullmatch(r"[0-9a-fA-F]{64}", sha256):
             raise InvalidArgumentError(f"sha256 must be 64 hex digits, not {sha256!r}.")
-        if start_timeout <= 0:
-            raise InvalidArgumentError(f"start_timeout must be positive, not {start_timeout!r}.")
+        for name, value in (("start_timeout", start_timeout), ("reconnect_timeout", reconnect_timeout)):
+            if not value > 0:
+                raise InvalidArgumentError(f"{name} must be a positive number of seconds, not {value!r}.")
         self._paths = paths or Paths()
         self._progress = progress or Progress(quiet=True)
         self._download_url = download_url
         self._sha256 = sha256.lower() if sha256 else None
         self._start_timeout = start_timeout
+        self._reconnect_timeout = reconnect_timeout
         self._process: subprocess.Popen[bytes] | None = None
         self._log: _LogFollower | None = None
         self._host: str | None = None
-        self._gone = False
+        self._start: _Start | None = None
 
     def __repr__(self) -> str:
         return f"<CloudflaredTunnel {self._host or 'closed'}>"
@@ -424,24 +542,84 @@ class CloudflaredTunnel:
         binary = self.binary()
         stop_stale_cloudflared(self._paths)
         with self._progress.step("Opening a Cloudflare quick tunnel"):
-            process, log = self._launch(binary, local_port)
             try:
-                host = _Start(process, log, self._start_timeout).wait()
+                host = self._open_reachable(binary, local_port)
             except BaseException:
                 self.close()
                 raise
-        self._host, self._gone = host, False
+        self._host = host
         return Endpoint(host, PUBLIC_PORT, proxy_command=PROXY_COMMAND, client_hints=CLIENT_HINTS)
 
-    def _launch(self, binary: Path, local_port: int) -> tuple[subprocess.Popen[bytes], _LogFollower]:
+    def _open_reachable(self, binary: Path, local_port: int) -> str:
+        """QUIC first, as cloudflared does; if no connection registers, once more over HTTP/2."""
+        try:
+            host = self._start_once(binary, local_port, "quic")
+        except _EdgeUnreachable as over_quic:
+            self.close()
+            try:
+                host = self._start_once(binary, local_port, "http2")
+            except _EdgeUnreachable as over_http2:
+                raise CloudflaredStartError(
+                    f"cloudflared could not connect to Cloudflare's edge. {over_quic.message_head}"
+                    f" Then, started again with --protocol http2: {over_http2.message_head} The runtime"
+                    " reached api.trycloudflare.com over HTTPS (TCP 443) but not the edge's port 7844,"
+                    " neither over UDP (QUIC) nor over TCP (HTTP/2); a firewall blocking it is the usual"
+                    " cause. Allow outbound UDP and TCP to port 7844, or use tunnel='ngrok'.",
+                    log_tail=over_http2.log_tail,
+                ) from None
+        self._wait_reachable(binary, host)
+        return host
+
+    def _start_once(self, binary: Path, local_port: int, protocol: str) -> str:
+        process, log = self._launch(binary, local_port, protocol)
+        self._start = _Start(process, log, self._start_timeout, protocol)
+        return self._start.wait()
+
+    def _wait_reachable(self, binary: Path, host: str) -> None:
+        """Until sshd's banner comes back through ``cloudflared access ssh --hostname HOST``."""
+        argv = [str(binary), "access", "ssh", "--hostname", host]
+        env = agent_environment(os.environ)
+        deadline = time.monotonic() + self._start_timeout
+        pause = 0.2
+        while True:
+            answered, last_error = _probe(argv, env, min(_PROBE_SECONDS, self._start_timeout))
+            if answered:
+                return
+            process = self._process
+            if process is None or process.poll() is not None:
+                raise CloudflaredStartError(
+                    f"cloudflared exited after it connected {host} to Cloudflare's edge.",
+                    log_tail=self._log.tail() if self._log else "",
+                )
+            if time.monotonic() + pause >= deadline:
+                raise CloudflaredStartError(
+                    f"cloudflared connected {host} to Cloudflare's edge, but the address did not answer"
+                    f" within {self._start_timeout:g} s (the last try: {last_error}); it was stopped."
+                    " New quick-tunnel names sometimes take a while: run start_ssh() again, or use"
+                    " tunnel='ngrok'.",
+                    log_tail=self._log.tail() if self._log else "",
+                )
+            time.sleep(pause)
+            pause = min(pause * 2, 2.0)
+
+    def _launch(
+        self, binary: Path, local_port: int, protocol: str
+    ) -> tuple[subprocess.Popen[bytes], _LogFollower]:
         """Start cloudflared detached: own session, no stdin, its output appended to our log."""
         log_path = self._log_path
         log_path.parent.mkdir(parents=True, exist_ok=True)
+        config = cloudflared_config(self._paths)
+        write_file(config, CONFIG_TEXT, mode=0o600)
         offset = log_path.stat().st_size if log_path.exists() else 0
         argv = [
             str(binary),
             "tunnel",
             "--no-autoupdate",  # a pinned, verified binary must not replace itself
+            "--config",
+            str(config),
+            "--loglevel",
+            "info",  # the address box and "Registered tunnel connection" are info lines
+            *(["--protocol", protocol] if protocol != "quic" else []),
             "--pidfile",
             str(self._pid_file),
             "--url",
@@ -451,7 +629,12 @@ class CloudflaredTunnel:
             # Its own session: Ctrl-C in the notebook must not reach it. A file, not a pipe:
             # nobody reads a detached agent's pipe, and a full pipe would stall it.
             process = subprocess.Popen(
-                argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                env=agent_environment(os.environ),
+                start_new_session=True,
             )
         self._process, self._log = process, _LogFollower(log_path, offset)
         write_file(self._pid_file, f"{process.pid}\n", mode=0o644)
@@ -460,23 +643,23 @@ class CloudflaredTunnel:
     # --- health and stopping ------------------------------------------------------------
 
     def alive(self) -> bool:
-        """Running, and the edge still knows the tunnel.
+        """Running, and not without an edge connection for longer than ``reconnect_timeout``.
 
-        A dropped edge connection is not death: cloudflared reconnects by itself and the address
-        stays the same, whereas a restart would hand out a new address.
+        A dropped edge connection is not death, nor is one "Unauthorized" while re-registering:
+        cloudflared reconnects by itself and the address stays the same, whereas a restart would
+        hand out a new address. Only a tunnel that stays unregistered is given up.
         """
-        if self._process is None or self._host is None or self._log is None:
+        if self._process is None or self._host is None or self._start is None:
             return False
         if self._process.poll() is not None:
             return False
-        if any(_GONE.search(line) for line in self._log.read_new()):
-            self._gone = True
-        return not self._gone
+        self._start.read()
+        return not self._start.link.given_up(time.monotonic(), self._reconnect_timeout)
 
     def close(self) -> None:
         """Stop cloudflared and anything it started; harmless when nothing runs."""
         process, self._process = self._process, None
-        self._host = None
+        self._host, self._start = None, None
         if process is None:
             return
         below = descendants(process.pid)
