@@ -54,8 +54,8 @@ class NgrokCloud:
         return cls(
             env={
                 "PYNGROK_NGROK_PATH": str(STAND_IN_NGROK),
-                "NGROK_STAND_IN_ACCOUNTS": str(accounts),
-                "NGROK_STAND_IN_STATE": str(folder / "state"),
+                "STAND_IN_NGROK_ACCOUNTS": str(accounts),
+                "STAND_IN_NGROK_STATE": str(folder / "state"),
             }
         )
 

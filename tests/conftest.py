@@ -132,8 +132,8 @@ def ngrok_cloud(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> NgrokCloud:
     cloud = NgrokCloud(accounts_file=tmp_path / "ngrok-accounts.json", state=tmp_path / "ngrok-state")
     cloud.accounts_file.write_text("{}")
     monkeypatch.setenv("PYNGROK_NGROK_PATH", str(STAND_IN_NGROK))
-    monkeypatch.setenv("NGROK_STAND_IN_ACCOUNTS", str(cloud.accounts_file))
-    monkeypatch.setenv("NGROK_STAND_IN_STATE", str(cloud.state))
+    monkeypatch.setenv("STAND_IN_NGROK_ACCOUNTS", str(cloud.accounts_file))
+    monkeypatch.setenv("STAND_IN_NGROK_STATE", str(cloud.state))
     monkeypatch.delenv("NGROK_AUTHTOKEN", raising=False)
     return cloud
 

@@ -29,7 +29,9 @@ STAND_IN = Path(__file__).resolve().parent / "ngrok"
 GOOD = "2goodToken_abcdefghijklmnop"
 NO_CARD = "2noCardToken_abcdefghijklmn"
 SINGLE = "2singleSession_abcdefghijkl"
-UNKNOWN = "2unknownToken_abcdefghijklm"
+MALFORMED = "2unknownToken_abcdefghijklm"  # not two 16+ character runs joined by "_"
+UNKNOWN = "2unknownTokenAbcdefghij_KLMNOPqrstuvwxyz12"  # shaped like a real token, but no account
+REVOKED = "2revokedTokenAbcdefghij_KLMNOPqrstuvwxyz12"
 
 MakeConfig = Callable[..., PyngrokConfig]
 
@@ -41,11 +43,12 @@ def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         GOOD: {"card": True, "max_sessions": 3},
         NO_CARD: {"card": False, "max_sessions": 3},
         SINGLE: {"card": True, "max_sessions": 1},
+        REVOKED: {"revoked": True},
     }
     accounts_file = tmp_path / "accounts.json"
     accounts_file.write_text(json.dumps(accounts))
-    monkeypatch.setenv("NGROK_STAND_IN_ACCOUNTS", str(accounts_file))
-    monkeypatch.setenv("NGROK_STAND_IN_STATE", str(tmp_path / "state"))
+    monkeypatch.setenv("STAND_IN_NGROK_ACCOUNTS", str(accounts_file))
+    monkeypatch.setenv("STAND_IN_NGROK_STATE", str(tmp_path / "state"))
     monkeypatch.delenv("NGROK_AUTHTOKEN", raising=False)
     monkeypatch.delenv("NGROK_API_KEY", raising=False)
     return tmp_path
@@ -127,10 +130,27 @@ def closed_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def start_raw_agent(config_file: Path) -> tuple[subprocess.Popen[str], queue.Queue[str]]:
+def agent_of_version(directory: Path, version: str) -> Path:
+    """A copy of the stand-in that reports ``version`` (its VERSION line, as an older binary would)."""
+    text = STAND_IN.read_text()
+    copy = directory / "bin" / "ngrok"
+    copy.parent.mkdir(parents=True, exist_ok=True)
+    copy.write_text(re.sub(r'^VERSION = "[^"]*"', f'VERSION = "{version}"', text, count=1, flags=re.M))
+    copy.chmod(0o755)
+    return copy
+
+
+def version_of(binary: Path) -> str:
+    result = subprocess.run([str(binary), "--version"], capture_output=True, text=True, timeout=10)
+    return result.stdout.strip()
+
+
+def start_raw_agent(
+    config_file: Path, binary: Path = STAND_IN
+) -> tuple[subprocess.Popen[str], queue.Queue[str]]:
     """Start the stand-in the way pyngrok does, without pyngrok, and collect its stdout lines."""
     agent = subprocess.Popen(
-        [str(STAND_IN), "start", "--none", "--log", "stdout", "--config", str(config_file)],
+        [str(binary), "start", "--none", "--log", "stdout", "--config", str(config_file)],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         text=True,
@@ -205,8 +225,8 @@ def test_refused_upstream_closes_the_public_connection_and_logs_a_warning(make_c
         time.sleep(0.02)
 
 
-def test_unknown_authtoken_is_err_ngrok_105_and_echoes_the_token(make_config: MakeConfig) -> None:
-    config = make_config(UNKNOWN)
+def test_malformed_authtoken_is_err_ngrok_105_and_echoes_the_token(make_config: MakeConfig) -> None:
+    config = make_config(MALFORMED)
 
     with pytest.raises(PyngrokNgrokError) as caught:
         ngrok.connect("22", "tcp", pyngrok_config=config)
@@ -214,8 +234,48 @@ def test_unknown_authtoken_is_err_ngrok_105_and_echoes_the_token(make_config: Ma
     error = caught.value
     assert error.ngrok_error_code == "ERR_NGROK_105"
     assert error.ngrok_error is not None
-    assert f"Your authtoken: {UNKNOWN}\\n" in error.ngrok_error  # backslash-n, as the agent logs it
+    assert f"Your authtoken: {MALFORMED}\\n" in error.ngrok_error  # backslash-n, as the agent logs it
     assert not process.is_process_running(config.ngrok_path)
+
+
+def test_well_formed_unknown_authtoken_is_err_ngrok_107_and_echoes_the_token(make_config: MakeConfig) -> None:
+    config = make_config(UNKNOWN)
+
+    with pytest.raises(PyngrokNgrokError) as caught:
+        ngrok.connect("22", "tcp", pyngrok_config=config)
+
+    error = caught.value
+    assert error.ngrok_error_code == "ERR_NGROK_107"
+    assert "properly formed, but it is invalid" in (error.ngrok_error or "")
+    assert f"Your authtoken: {UNKNOWN}\\n" in (error.ngrok_error or "")
+    assert not process.is_process_running(config.ngrok_path)
+
+
+def test_revoked_authtoken_is_err_ngrok_300_naming_the_credential_not_the_token(
+    make_config: MakeConfig,
+) -> None:
+    config = make_config(REVOKED)
+
+    with pytest.raises(PyngrokNgrokError) as caught:
+        ngrok.connect("22", "tcp", pyngrok_config=config)
+
+    assert caught.value.ngrok_error_code == "ERR_NGROK_300"
+    assert re.search(r"credential cr_\w+ has been revoked", caught.value.ngrok_error or "")
+    assert REVOKED not in (caught.value.ngrok_error or "")
+
+
+def test_authtoken_from_the_environment_wins_over_the_config_file(
+    make_config: MakeConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = make_config(GOOD)  # a good token in ngrok.yml...
+    monkeypatch.setenv("NGROK_AUTHTOKEN", UNKNOWN)  # ...and an unknown one in the environment
+
+    with pytest.raises(PyngrokNgrokError) as caught:
+        ngrok.connect("22", "tcp", pyngrok_config=config)
+
+    assert caught.value.ngrok_error_code == "ERR_NGROK_107"  # the environment's token was used
+    monkeypatch.delenv("NGROK_AUTHTOKEN")
+    assert (ngrok.connect("22", "tcp", pyngrok_config=config).public_url or "").startswith("tcp://")
 
 
 def test_missing_authtoken_is_err_ngrok_4018(make_config: MakeConfig) -> None:
@@ -286,8 +346,8 @@ def test_command_line_version_config_and_flags(tmp_path: Path) -> None:
     def run(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run([str(STAND_IN), *args], capture_output=True, text=True, timeout=10)
 
-    assert run("--version").stdout == "ngrok version 3.19.0\n"
-    assert run("version").stdout == "ngrok version 3.19.0\n"
+    assert run("--version").stdout == "ngrok version 3.39.8\n"
+    assert run("version").stdout == "ngrok version 3.39.8\n"
 
     config_file = tmp_path / "conf" / "ngrok.yml"
     saved = run("config", "add-authtoken", GOOD, "--config", str(config_file), "--log", "stdout")
@@ -299,3 +359,79 @@ def test_command_line_version_config_and_flags(tmp_path: Path) -> None:
     bad = run("start", "--none", "--log", "stdout", "--frobnicate")
     assert bad.returncode == 1
     assert "unknown flag: --frobnicate" in bad.stderr
+
+
+def test_an_agent_before_3_30_has_no_endpoints_api(world: Path) -> None:
+    old = agent_of_version(world, "3.20.0")
+    assert version_of(old) == "ngrok version 3.20.0"
+    config_file = world / "old.yml"
+    config_file.write_text(f'version: "3"\nagent:\n  authtoken: {GOOD}\n')
+    agent, lines = start_raw_agent(config_file, old)
+    try:
+        line = wait_for_line(lines, 'msg="starting web service"')
+        api_url = "http://" + re.search(r"addr=(\S+)", line).group(1)  # type: ignore[union-attr]
+        wait_for_line(lines, 'msg="tunnel session started"')
+
+        with pytest.raises(PyngrokNgrokHTTPError) as caught:
+            ngrok.api_request(f"{api_url}/api/endpoints", method="GET")
+        assert caught.value.status_code == 404
+        assert ngrok.api_request(f"{api_url}/api/tunnels", method="GET")["tunnels"] == []
+    finally:
+        agent.kill()
+        agent.wait()
+
+
+def test_update_replaces_an_old_agent_and_fails_offline(world: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    old = agent_of_version(world, "3.20.0")
+    config = PyngrokConfig(ngrok_path=str(old), config_path=str(world / "ngrok.yml"))
+    (world / "ngrok.yml").write_text('version: "3"\n')
+
+    monkeypatch.setenv("STAND_IN_NGROK_OFFLINE", "1")
+    with pytest.raises(PyngrokNgrokError, match=r"update\.ngrok-agent\.com"):
+        ngrok.update(config)  # pyngrok's own update call, as colab_ssh uses it
+    assert version_of(old) == "ngrok version 3.20.0"
+
+    monkeypatch.delenv("STAND_IN_NGROK_OFFLINE")
+    ngrok.update(config)
+    assert version_of(old) == "ngrok version 3.39.8"
+    assert old.stat().st_mode & 0o777 == 0o755
+    assert [path.name for path in old.parent.iterdir()] == ["ngrok"]  # no temporary file left
+
+
+UNKNOWN_FIELD_REQUESTS = [
+    ("/api/endpoints", {"url": "tcp://", "upstream": {"url": "localhost:22"}, "proto": "tcp"}, "proto"),
+    ("/api/endpoints", {"url": "tcp://", "upstream": {"url": "localhost:22", "addr": "22"}}, "addr"),
+    ("/api/endpoints", {"url": "tcp://", "upstream": {"url": "localhost:22"}, "bind_tls": True}, "bind_tls"),
+    ("/api/tunnels", {"proto": "tcp", "addr": "22", "upstream": {"url": "22"}}, "upstream"),
+    ("/api/tunnels", {"proto": "tcp", "addr": "22", "options": {}}, "options"),
+]
+
+
+@pytest.mark.parametrize(("path", "body", "field"), UNKNOWN_FIELD_REQUESTS)
+def test_unknown_fields_are_a_400_like_the_agents_strict_decoding(
+    make_config: MakeConfig, path: str, body: dict[str, object], field: str
+) -> None:
+    config = make_config(GOOD)
+    api_url = ngrok.get_ngrok_process(config).api_url
+
+    with pytest.raises(PyngrokNgrokHTTPError) as caught:
+        ngrok.api_request(f"{api_url}{path}", method="POST", data={"name": "t", **body})
+
+    assert caught.value.status_code == 400
+    answer = json.loads(caught.value.body)
+    assert (answer["error_code"], answer["msg"]) == (102, "invalid tunnel configuration")
+    assert f"field {field} not found in type config." in answer["details"]["err"]
+    assert ngrok.get_tunnels(config) == []  # nothing was started
+
+
+def test_documented_fields_are_accepted(make_config: MakeConfig, echo_port: int) -> None:
+    config = make_config(GOOD)
+    api_url = ngrok.get_ngrok_process(config).api_url
+    endpoint = {
+        "name": "e", "url": "tcp://", "upstream": {"url": f"localhost:{echo_port}", "proxy_protocol": ""},
+        "metadata": "m", "description": "d", "inspect": False, "pooling_enabled": False,
+    }  # fmt: skip
+    tunnel = {"name": "t", "proto": "tcp", "addr": str(echo_port), "metadata": "m", "remote_addr": ""}
+
+    assert ngrok.api_request(f"{api_url}/api/endpoints", method="POST", data=endpoint)["name"] == "e"
+    assert ngrok.api_request(f"{api_url}/api/tunnels", method="POST", data=tunnel)["name"] == "t"
