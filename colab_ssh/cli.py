@@ -23,7 +23,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TextIO
 
-from . import __version__
+from . import __version__, colab
 from .authtoken import ENV_NAME, TOKEN_PAGE, resolve_authtoken
 from .connection import render_details
 from .core import stop_ssh
@@ -95,6 +95,10 @@ def _check_platform(options: StartOptions) -> None:
             f"--mount-drive needs Google Colab; this is {platform.value}. Mount your storage"
             " yourself and leave --mount-drive off."
         )
+    if options.mount_drive and not colab.drive_mounted():
+        # A command has no notebook front end to ask for Drive consent through: fail now, not
+        # after the supervisor started.
+        raise CliError(f"--mount-drive: Google Drive is not mounted at /content/drive; {colab.DRIVE_FIX}.")
 
 
 def _read_line(stream: TextIO, prompt: str) -> str:

@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import importlib
 import sys
+from pathlib import Path
 from typing import Any
 
-from .errors import ColabOnlyError, ColabSSHError
+from .errors import ColabOnlyError, ColabSSHError, DriveNotMountedError
 from .platform import in_notebook, running_shell
 
-__all__ = ["can_prompt", "mount_drive", "read_colab_secret"]
+__all__ = ["DRIVE_FIX", "can_prompt", "drive_mounted", "mount_drive", "read_colab_secret"]
 
 DRIVE_MOUNT_POINT = "/content/drive"
+DRIVE_FIX = (
+    'run `from google.colab import drive; drive.mount("/content/drive")` in a notebook cell first'
+    " (Google asks for your consent there), then start again"
+)
 
 
 def _colab_module(name: str) -> Any:
@@ -41,8 +46,20 @@ def read_colab_secret(name: str) -> tuple[str | None, str]:
     return str(value), "found"
 
 
-def mount_drive() -> str:
-    """Mount Google Drive at /content/drive (Colab asks the user to authorise it)."""
+def drive_mounted(mount_point: str = DRIVE_MOUNT_POINT) -> bool:
+    """Whether Drive is mounted at ``mount_point``: a mount with a "MyDrive" (or "My Drive") in it."""
+    folder = Path(mount_point)
+    return folder.is_mount() and any((folder / name).is_dir() for name in ("MyDrive", "My Drive"))
+
+
+def mount_drive(mount_point: str = DRIVE_MOUNT_POINT) -> str:
+    """Mount Google Drive at ``mount_point`` (Colab asks the user to authorise it).
+
+    Outside a notebook cell nobody can be asked: google.colab's drive.mount() sends its consent
+    request through the notebook kernel (google/colab/drive.py, _message.send_request), which a
+    terminal or the supervisor does not have. There, an already mounted Drive is used as it is,
+    and otherwise we fail at once with the fix.
+    """
     try:
         drive = _colab_module("drive")
     except ImportError:
@@ -50,14 +67,21 @@ def mount_drive() -> str:
             "mount_drive=True needs Google Colab (google.colab is not importable here). On other"
             " machines, mount your storage yourself and leave mount_drive off."
         ) from None
+    if not in_notebook():
+        if drive_mounted(mount_point):
+            return mount_point
+        raise DriveNotMountedError(
+            f"Google Drive is not mounted at {mount_point}, and only a notebook cell can mount it"
+            f" (this is a terminal or a background process): {DRIVE_FIX}."
+        )
     try:
-        drive.mount(DRIVE_MOUNT_POINT)
+        drive.mount(mount_point)
     except Exception as error:  # Colab raises assorted errors when authorisation fails
         raise ColabSSHError(
-            f"Mounting Google Drive at {DRIVE_MOUNT_POINT} failed ({type(error).__name__}: {error})."
+            f"Mounting Google Drive at {mount_point} failed ({type(error).__name__}: {error})."
             " Allow access in the pop-up, or start without mount_drive=True."
         ) from error
-    return DRIVE_MOUNT_POINT
+    return mount_point
 
 
 def can_prompt() -> bool:

@@ -49,6 +49,11 @@ class ColabOnlyError(ColabSSHError):
     """A Colab-only feature (Drive, Colab secrets) was asked for outside Colab."""
 
 
+class DriveNotMountedError(ColabOnlyError):
+    """Drive was asked for outside a notebook cell (Colab's terminal, ``colab-ssh start``, the
+    supervisor) and is not mounted: only a cell can show Google's consent."""
+
+
 class PackageInstallError(ColabSSHError):
     """apt-get could not install a package; ``output_tail`` holds the end of its output."""
 

@@ -65,6 +65,17 @@ class ColabStub:
     secrets: dict[str, str] = field(default_factory=dict)
     secret_error: str | None = None  # name of the exception userdata.get raises for a missing secret
     mounts: list[str] = field(default_factory=list)
+    # Whether this test process plays a notebook kernel (the default) or a terminal / supervisor.
+    in_kernel: bool = True
+
+
+def refuse_outside_a_kernel(stub: ColabStub) -> None:
+    """What google.colab does when there is no kernel to reach the notebook's front end through:
+    drive.mount() and userdata.get() first send a request to the front end
+    (googlecolab/colabtools google/colab/drive.py:133-138), and _message.send_request() takes the
+    kernel from ipykernel's IPKernelApp, which outside a kernel has none (_message.py:116, 137)."""
+    if not stub.in_kernel:
+        raise AttributeError("'NoneType' object has no attribute 'shell'")
 
 
 @pytest.fixture
@@ -78,6 +89,7 @@ def colab(monkeypatch: pytest.MonkeyPatch) -> ColabStub:
         pass
 
     def get(name: str) -> str:
+        refuse_outside_a_kernel(stub)
         if stub.secret_error == "NotebookAccessError":
             raise NotebookAccessError(name)
         if name not in stub.secrets:
@@ -85,6 +97,7 @@ def colab(monkeypatch: pytest.MonkeyPatch) -> ColabStub:
         return stub.secrets[name]
 
     def mount(path: str) -> None:
+        refuse_outside_a_kernel(stub)
         stub.mounts.append(path)
 
     google = types.ModuleType("google")
@@ -98,8 +111,9 @@ def colab(monkeypatch: pytest.MonkeyPatch) -> ColabStub:
     google.colab = google_colab  # type: ignore[attr-defined]
     google_colab.userdata = userdata  # type: ignore[attr-defined]
     google_colab.drive = drive  # type: ignore[attr-defined]
-    # The stub stands for a Colab notebook kernel, the only place secrets can be read from.
-    monkeypatch.setattr("colab_ssh.colab.in_notebook", lambda: True)
+    # The stub stands for a Colab notebook kernel (unless a test sets in_kernel=False), the only
+    # place secrets can be read from and Drive mounted.
+    monkeypatch.setattr("colab_ssh.colab.in_notebook", lambda: stub.in_kernel)
     for name, module in {
         "google": google,
         "google.colab": google_colab,

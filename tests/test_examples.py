@@ -54,6 +54,11 @@ def get(name):
 import os
 
 def mount(mount_point, force_remount=False):
+    # The real one asks the front end for consent through the kernel first (colabtools
+    # google/colab/drive.py:133-138, _message.py:116,137): outside a kernel there is none.
+    from ipykernel.kernelapp import IPKernelApp
+    if not IPKernelApp.initialized():
+        raise AttributeError("'NoneType' object has no attribute 'shell'")
     with open(os.environ["STUB_MOUNTS"], "a") as file:
         file.write(mount_point + "\\n")
 """,
