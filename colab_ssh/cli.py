@@ -30,6 +30,7 @@ from .core import stop_ssh
 from .errors import AuthtokenMissingError, ColabSSHError
 from .paths import Paths
 from .platform import Platform, detect_platform
+from .processes import command_line, ngrok_agent_is_ours, running_record, sshd_is_ours
 from .request import NGROK_REGIONS, TUNNEL_NAMES
 from .sshd import answers_banner
 from .supervisor import (
@@ -41,7 +42,6 @@ from .supervisor import (
     StateFiles,
     SupervisorError,
     connection_from_json,
-    process_start_time,
     serve,
     spawn_supervisor,
     stop_spawned,
@@ -186,7 +186,7 @@ def command_start(arguments: argparse.Namespace) -> int:
             return _launch(options, files, arguments)
         secrets = read_secrets(arguments, options)
         files.clear()
-        files.record_pid(os.getpid())
+        files.record_pid(os.getpid(), command_line(os.getpid()) or ())
     serve(
         options,
         secrets,
@@ -214,14 +214,13 @@ def _command_serve(arguments: argparse.Namespace) -> int:
 def _leftovers(state_dir: Path) -> bool:
     """Whether an sshd or agent of ours runs without a supervisor (e.g. started by start_ssh())."""
     paths = Paths(state_dir=state_dir)
-    for pid_file in (paths.sshd_pid, paths.ngrok_pid):
-        try:
-            pid = int(pid_file.read_text().split()[0])
-        except (OSError, ValueError, IndexError):
-            continue
-        if process_start_time(pid) is not None:
-            return True
-    return False
+    return any(
+        running_record(pid_file, ours) is not None
+        for pid_file, ours in (
+            (paths.sshd_pid, sshd_is_ours(paths.sshd_config)),
+            (paths.ngrok_pid, ngrok_agent_is_ours(paths.ngrok_config)),
+        )
+    )
 
 
 def command_stop(arguments: argparse.Namespace) -> int:

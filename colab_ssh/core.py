@@ -24,9 +24,10 @@ from .keys import PublicKey, fetch_github_keys, install_authorized_keys, parse_p
 from .monitor import Monitor
 from .paths import Paths
 from .platform import default_workdir, detect_platform
+from .processes import ngrok_agent_is_ours, stop_recorded
 from .progress import Progress
 from .request import Request, check_request
-from .sshd import SshdProcess, require_free_port, sshd_version, stop_stale_process, validate_config
+from .sshd import SshdProcess, require_free_port, sshd_version, stop_stale_sshd, validate_config
 from .sshd_config import SshdSettings, render_sshd_config
 from .system import (
     PasswordChange,
@@ -137,7 +138,11 @@ class _Session:
         # scanners) keeps running, and sessions it started outlive it either way.
         if not self.sshd.alive():
             self.sshd = SshdProcess.launch(
-                self.sshd_binary, paths.sshd_config, self.request.port, paths.sshd_log
+                self.sshd_binary,
+                paths.sshd_config,
+                self.request.port,
+                paths.sshd_log,
+                pid_file=paths.sshd_pid,
             )
             self.sshd_restarts += 1
         if self.tunnel.alive():
@@ -211,7 +216,7 @@ def _restore_password(change: PasswordChange, old_hash: str | None) -> None:
 def _start(request: Request, progress: Progress, tunnel: Tunnel, keys: list[PublicKey]) -> _Session:
     """Bring sshd and the tunnel up; each change is undone if a later step fails."""
     paths = request.paths
-    stop_stale_process(paths.sshd_pid, marker=str(paths.sshd_config))
+    stop_stale_sshd(paths.sshd_pid, paths.sshd_config)
     require_free_port(request.port)
     if request.mount_drive:
         with progress.step("Mounting Google Drive"):
@@ -241,7 +246,6 @@ def _start(request: Request, progress: Progress, tunnel: Tunnel, keys: list[Publ
         settings = SshdSettings(
             disable_per_source_penalties=behind_tunnel and sshd_version(sshd_binary) >= (9, 8),
             host_keys=host_keys,
-            pid_file=paths.sshd_pid,
             password_login=password is not None,
             environment=environment,
         )
@@ -270,7 +274,9 @@ def _start(request: Request, progress: Progress, tunnel: Tunnel, keys: list[Publ
             undo.callback(_restore_password, password_change, old_hash)
 
         validate_config(sshd_binary, paths.sshd_config, request.port)
-        sshd = SshdProcess.launch(sshd_binary, paths.sshd_config, request.port, paths.sshd_log)
+        sshd = SshdProcess.launch(
+            sshd_binary, paths.sshd_config, request.port, paths.sshd_log, pid_file=paths.sshd_pid
+        )
         undo.callback(sshd.stop)
         if password_change is not None:
             password_change.wait()
@@ -391,7 +397,7 @@ def stop_ssh(*, state_dir: str | os.PathLike[str] | None = None) -> None:
     what runs from the default folder.
     """
     global _session
-    from .supervisor import stop_supervisor  # here: supervisor imports this module
+    from .supervisor import StateFiles, stop_supervisor  # here: supervisor imports this module
 
     asked = None if state_dir is None else Path(state_dir).absolute()
     with _lock:
@@ -406,8 +412,12 @@ def stop_ssh(*, state_dir: str | os.PathLike[str] | None = None) -> None:
         if ours is not None and _session is ours:
             ours.stop()
             _session = None
-        stop_stale_process(paths.sshd_pid, marker=str(paths.sshd_config))
-        stop_stale_process(paths.ngrok_pid, marker=str(paths.ngrok_config))
+        stop_stale_sshd(paths.sshd_pid, paths.sshd_config)
+        stop_recorded(paths.ngrok_pid, ngrok_agent_is_ours(paths.ngrok_config))
         stop_stale_cloudflared(paths)
+        # Files holding a secret that a dead owner (a restarted kernel, a supervisor killed with
+        # SIGKILL) could not remove: the ngrok token, and the password in connection.json.
+        paths.ngrok_config.unlink(missing_ok=True)
+        StateFiles(paths.state_dir).connection.unlink(missing_ok=True)
     if ours is not None and ours.monitor is not None:
         ours.monitor.stop()  # now that _lock is free, wait for its thread to end

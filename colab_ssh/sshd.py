@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
-import contextlib
-import os
 import re
-import signal
 import socket
 import subprocess
 import time
 from pathlib import Path
 
 from .errors import ColabSSHError, SshdConfigError, SshdStartError
+from .processes import (
+    descendants,
+    read_record,
+    record_process,
+    session_members,
+    sshd_is_ours,
+    stop_recorded,
+    terminate_pid,
+)
 from .system import tail
 
 __all__ = [
@@ -22,7 +28,7 @@ __all__ = [
     "require_free_port",
     "session_members",
     "sshd_version",
-    "stop_stale_process",
+    "stop_stale_sshd",
     "terminate_pid",
     "validate_config",
 ]
@@ -77,123 +83,50 @@ def answers_banner(port: int, timeout: float = 1.0) -> bool:
         return False
 
 
-def _process_command_line(pid: int) -> list[str]:
-    try:
-        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return []
-    return [part.decode(errors="replace") for part in raw.split(b"\0") if part]
+def stop_stale_sshd(pid_file: Path, config: Path) -> bool:
+    """Stop an sshd a previous kernel of ours left running (a notebook restart keeps it); True if one ran.
 
-
-def _wait_gone(pid: int, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with contextlib.suppress(ChildProcessError):
-            os.waitpid(pid, os.WNOHANG)  # reap it if it is our child
-        if not Path(f"/proc/{pid}").exists() or _is_zombie(pid):
-            return True
-        time.sleep(_POLL_SECONDS)
-    return False
-
-
-def _is_zombie(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return True
-    return stat.rsplit(")", 1)[-1].split()[0] == "Z"
-
-
-def _process_table() -> list[tuple[int, int, int]]:
-    """(pid, parent pid, session id) of every process."""
-    table = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[-1].split()
-        except OSError:
-            continue
-        table.append((int(entry.name), int(fields[1]), int(fields[3])))
-    return table
-
-
-def descendants(*roots: int) -> list[int]:
-    """Every process below the given ones."""
-    children: dict[int, list[int]] = {}
-    for pid, parent, _session in _process_table():
-        children.setdefault(parent, []).append(pid)
-    found: list[int] = []
-    pending = list(roots)
-    while pending:
-        for child in children.get(pending.pop(), []):
-            found.append(child)
-            pending.append(child)
-    return found
-
-
-def session_members(session_id: int) -> list[int]:
-    """Processes still in a session, e.g. a dead sshd listener's connection handlers."""
-    return [pid for pid, _parent, session in _process_table() if session == session_id and pid != session_id]
-
-
-def terminate_pid(pid: int, timeout: float = 3.0) -> None:
-    """SIGTERM, then SIGKILL if it lingers."""
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        try:
-            os.kill(pid, sig)
-        except ProcessLookupError:
-            return
-        if _wait_gone(pid, timeout):
-            return
-
-
-def stop_stale_process(pid_file: Path, marker: str) -> None:
-    """Stop a process a previous kernel of ours left running (a notebook restart keeps them).
-
-    Only a process whose command line contains ``marker`` (our config path) is touched,
-    so a recycled pid never makes us kill someone else's program.
+    Only the very process our pid file records (pid, start time, argv), and only if it is an
+    sshd with our config: a recycled pid or a file naming another program kills nothing.
     """
-    try:
-        pid = int(pid_file.read_text().strip())
-    except (OSError, ValueError):
-        return
-    if pid != os.getpid() and any(marker in part for part in _process_command_line(pid)):
-        below = descendants(pid)
-        terminate_pid(pid)
-        late = session_members(pid)
-        for child in dict.fromkeys([*below, *late, *descendants(*late)]):
-            terminate_pid(child, timeout=1.0)
-    pid_file.unlink(missing_ok=True)
+    return stop_recorded(pid_file, sshd_is_ours(config))
 
 
 class SshdProcess:
     """An sshd started by us, in its own session so that interrupting a cell does not kill it."""
 
-    def __init__(self, process: subprocess.Popen[bytes], port: int, log_path: Path) -> None:
+    def __init__(self, process: subprocess.Popen[bytes], port: int, log_path: Path, pid_file: Path) -> None:
         self.process = process
         self.port = port
         self.log_path = log_path
+        self.pid_file = pid_file
 
     @property
     def pid(self) -> int:
         return self.process.pid
 
     @classmethod
-    def launch(cls, sshd: str, config: Path, port: int, log_path: Path, timeout: float = 10.0) -> SshdProcess:
-        """Start sshd and return once it answers with its banner."""
+    def launch(
+        cls, sshd: str, config: Path, port: int, log_path: Path, *, pid_file: Path, timeout: float = 10.0
+    ) -> SshdProcess:
+        """Start sshd and return once it answers with its banner.
+
+        We write its pid file (processes.py's format), not sshd: the config says ``PidFile none``.
+        """
         log_path.parent.mkdir(parents=True, exist_ok=True)
         with log_path.open("ab") as log:
             # Its own session, and a log file instead of our stdout/stderr: a daemon holding
             # the caller's pipes would make anyone reading them wait forever.
+            argv = [sshd, "-D", "-f", str(config), "-p", str(port), "-E", str(log_path)]
             process = subprocess.Popen(
-                [sshd, "-D", "-f", str(config), "-p", str(port), "-E", str(log_path)],
+                argv,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=log,
                 start_new_session=True,
             )
-        started = cls(process, port, log_path)
+        started = cls(process, port, log_path, pid_file)
+        record_process(pid_file, process.pid, argv)
         started._wait_for_banner(timeout)
         return started
 
@@ -207,6 +140,7 @@ class SshdProcess:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
+                self._forget_pid_file()
                 raise SshdStartError(
                     f"sshd exited with code {self.process.returncode} right after starting on port"
                     f" {self.port}.",
@@ -242,6 +176,13 @@ class SshdProcess:
         late = session_members(listener)
         for pid in dict.fromkeys([*sessions, *late, *descendants(*late)]):
             terminate_pid(pid, timeout=1.0)
+        self._forget_pid_file()
+
+    def _forget_pid_file(self) -> None:
+        """Remove the pid file if it still names this sshd (never a successor's)."""
+        record = read_record(self.pid_file)
+        if record is not None and record.pid == self.process.pid:
+            self.pid_file.unlink(missing_ok=True)
 
 
 def require_free_port(port: int) -> None:

@@ -21,7 +21,6 @@ class SshdSettings:
     """Everything that goes into the generated sshd_config."""
 
     host_keys: Sequence[Path]
-    pid_file: Path
     password_login: bool = True
     environment: Mapping[str, str] = field(default_factory=dict)
     client_alive_interval: int = 15
@@ -54,7 +53,8 @@ def render_sshd_config(settings: SshdSettings) -> str:
         "# Written by colab_ssh for the sshd it starts; rewritten by every start_ssh().",
         "# The listening port is given on sshd's command line.",
         *(f"HostKey {path}" for path in settings.host_keys),
-        f"PidFile {settings.pid_file}",
+        # colab_ssh writes the pid file itself, with what names the process for good (processes.py).
+        "PidFile none",
         # Root is the only account a Colab runtime has.
         "PermitRootLogin yes" if settings.password_login else "PermitRootLogin prohibit-password",
         f"PasswordAuthentication {yes_no}",

@@ -24,7 +24,7 @@ import subprocess
 import sys
 import time
 import traceback
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -35,6 +35,7 @@ from .connection import Connection, HostKey
 from .core import ssh_status, start_ssh, stop_ssh
 from .display import connection_display_suppressed
 from .errors import ColabSSHError
+from .processes import record_process, running_record, start_time, supervisor_is_ours
 from .system import write_file
 
 __all__ = [
@@ -47,7 +48,6 @@ __all__ = [
     "SupervisorError",
     "connection_from_json",
     "connection_to_json",
-    "process_start_time",
     "serve",
     "spawn_supervisor",
     "stop_spawned",
@@ -129,18 +129,6 @@ class Secrets:
 # --- the files in the state folder ---------------------------------------------------------------
 
 
-def process_start_time(pid: int) -> str | None:
-    """The process's start time in clock ticks since boot: with the pid, it names one process for good.
-
-    None if no such process runs (a zombie counts as gone).
-    """
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()
-    except OSError:
-        return None
-    return None if fields[0] == "Z" else fields[19]
-
-
 @dataclass(frozen=True)
 class StateFiles:
     """The command line's files, beside start_ssh()'s own in the state folder."""
@@ -178,17 +166,13 @@ class StateFiles:
         finally:
             os.close(descriptor)
 
-    def record_pid(self, pid: int) -> None:
-        write_file(self.pid, f"{pid} {process_start_time(pid) or ''}\n", mode=0o644)
+    def record_pid(self, pid: int, argv: Sequence[str]) -> None:
+        record_process(self.pid, pid, argv)
 
     def running_pid(self) -> int | None:
-        """The supervisor's pid if it still runs (the start time guards against a recycled pid)."""
-        try:
-            pid_text, started = self.pid.read_text().split()
-            pid = int(pid_text)
-        except (OSError, ValueError):
-            return None
-        return pid if process_start_time(pid) == started else None
+        """The supervisor's pid if it still runs: the same process (start time, argv), and a supervisor."""
+        record = running_record(self.pid, supervisor_is_ours(self.state_dir))
+        return None if record is None else record.pid
 
     def forget_own_pid(self) -> None:
         """Remove the pid file if it names this process (never another supervisor's)."""
@@ -432,7 +416,7 @@ def spawn_supervisor(
         )
     finally:
         os.close(log)
-    files.record_pid(process.pid)
+    files.record_pid(process.pid, command)
     assert process.stdin is not None  # noqa: S101 - stdin=PIPE above
     with process.stdin:
         process.stdin.write(json.dumps(dataclasses.asdict(secrets)).encode())
@@ -537,14 +521,14 @@ def stop_supervisor(state_dir: str | os.PathLike[str], *, timeout: float = STOP_
 
 def _end_process(pid: int, timeout: float) -> None:
     """SIGTERM, then SIGKILL after ``timeout``; the start time makes sure it is still the same process."""
-    started = process_start_time(pid)
+    started = start_time(pid)
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
-    while process_start_time(pid) == started and started is not None and time.monotonic() < deadline:
+    while start_time(pid) == started and started is not None and time.monotonic() < deadline:
         with contextlib.suppress(ChildProcessError):
             os.waitpid(pid, os.WNOHANG)
         time.sleep(_POLL)
-    if process_start_time(pid) == started and started is not None:
+    if start_time(pid) == started and started is not None:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from colab_ssh.processes import read_record
 from colab_ssh.supervisor import connection_from_json, stop_supervisor
 
 from .conftest import NgrokCloud, SshClient, our_processes
@@ -47,8 +48,16 @@ def saved_connection(state_dir: Path):
     return connection_from_json(json.loads((state_dir / "connection.json").read_text())["connection"])
 
 
+def recorded_pid(pid_file: Path) -> int:
+    record = read_record(pid_file)
+    assert record is not None, pid_file
+    return record.pid
+
+
 def supervisor_pid(state_dir: Path) -> int:
-    return int((state_dir / "supervisor.pid").read_text().split()[0])
+    record = read_record(state_dir / "supervisor.pid")
+    assert record is not None
+    return record.pid
 
 
 def command_lines() -> list[bytes]:
@@ -224,7 +233,7 @@ def test_ngrok_secrets_travel_on_stdin_not_argv(
 def test_the_supervisor_brings_back_a_killed_sshd(test_user, port, state_dir, ssh: SshClient):
     started = cli("start", *local(test_user, port, state_dir), "--check-interval", "0.5")
     assert started.returncode == 0, started.stderr
-    sshd = int((state_dir / "sshd.pid").read_text())
+    sshd = recorded_pid(state_dir / "sshd.pid")
 
     os.kill(sshd, signal.SIGKILL)
     deadline = time.monotonic() + 20
@@ -306,7 +315,7 @@ def test_a_tunnel_back_at_a_new_address_is_recorded_and_the_password_stays_out_o
     assert started.returncode == 0, started.stderr
     first = saved_connection(state_dir)
 
-    os.kill(int((state_dir / "ngrok.pid").read_text()), signal.SIGKILL)
+    os.kill(recorded_pid(state_dir / "ngrok.pid"), signal.SIGKILL)
     deadline = time.monotonic() + 30
     while (again := saved_connection(state_dir)).port == first.port:
         assert time.monotonic() < deadline, (state_dir / "supervisor.log").read_text()

@@ -29,6 +29,7 @@ import pytest
 from colab_ssh import Connection, ssh_status, start_ssh, stop_ssh
 from colab_ssh.errors import InvalidArgumentError
 from colab_ssh.paths import Paths
+from colab_ssh.processes import read_record, record_process
 from colab_ssh.request import TUNNEL_NAMES
 from colab_ssh.tunnels import Tunnel
 from colab_ssh.tunnels import cloudflared as cf
@@ -245,7 +246,8 @@ def test_the_agent_runs_detached_with_its_log_and_pid_file(test_user, port, stat
     assert os.readlink(f"/proc/{agent}/fd/0") == "/dev/null"
     for fd in (1, 2):
         assert os.readlink(f"/proc/{agent}/fd/{fd}") == str(state_dir / "cloudflared.log")
-    assert int((state_dir / "cloudflared.pid").read_text()) == agent
+    record = read_record(state_dir / "cloudflared.pid")
+    assert record is not None and record.pid == agent
     argv = Path(f"/proc/{agent}/cmdline").read_bytes().decode().split("\0")
     command = argv[argv.index("tunnel") :]
     assert command[:2] == ["tunnel", "--no-autoupdate"]
@@ -253,7 +255,9 @@ def test_the_agent_runs_detached_with_its_log_and_pid_file(test_user, port, stat
     assert command[command.index("--loglevel") + 1] == "info"
     assert "--protocol" not in command  # QUIC first, as cloudflared itself chooses for quick tunnels
     assert command[command.index("--url") + 1] == f"ssh://localhost:{port}"
-    assert command[command.index("--pidfile") + 1] == str(state_dir / "cloudflared.pid")
+    # cloudflared's own bare-pid file goes elsewhere: it would overwrite our record once connected.
+    assert command[command.index("--pidfile") + 1] == str(state_dir / "cloudflared-agent.pid")
+    assert record.argv[record.argv.index("tunnel") :] == tuple(command[:-1])  # this very command
     assert "Your quick Tunnel has been created!" in (state_dir / "cloudflared.log").read_text()
 
 
@@ -374,7 +378,7 @@ def start_orphan_agent(pid_file: Path) -> subprocess.Popen[bytes]:
         "tunnel",
         "--no-autoupdate",
         "--pidfile",
-        str(pid_file),
+        str(pid_file.with_name("cloudflared-agent.pid")),
         "--url",
         "ssh://localhost:9",
     ]
@@ -393,7 +397,7 @@ def test_an_agent_left_by_an_earlier_kernel_is_stopped(test_user, port, state_di
     state_dir.mkdir(parents=True)
     orphan = start_orphan_agent(pid_file)
     try:
-        pid_file.write_text(f"{orphan.pid}\n")
+        record_process(pid_file, orphan.pid, orphan.args)  # as the earlier kernel did
         deadline = time.monotonic() + 5
         while not edge.live_hostnames() and time.monotonic() < deadline:
             time.sleep(0.02)
@@ -842,7 +846,7 @@ def test_stop_ssh_in_a_new_kernel_stops_the_old_agent(state_dir, edge):
     state_dir.mkdir(parents=True)
     orphan = start_orphan_agent(pid_file)
     try:
-        pid_file.write_text(f"{orphan.pid}\n")
+        record_process(pid_file, orphan.pid, orphan.args)  # as the earlier kernel did
         wait_for(lambda: edge.live_hostnames() != [])
 
         stop_ssh(state_dir=state_dir)

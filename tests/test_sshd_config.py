@@ -12,14 +12,12 @@ KEYS = [Path("/k/ssh_host_ed25519_key")]
 
 
 def test_password_login_config_exactly():
-    text = render_sshd_config(
-        SshdSettings(host_keys=KEYS, pid_file=Path("/s/sshd.pid"), environment={"A": 'x "y"'})
-    )
+    text = render_sshd_config(SshdSettings(host_keys=KEYS, environment={"A": 'x "y"'}))
     assert text == (
         "# Written by colab_ssh for the sshd it starts; rewritten by every start_ssh().\n"
         "# The listening port is given on sshd's command line.\n"
         "HostKey /k/ssh_host_ed25519_key\n"
-        "PidFile /s/sshd.pid\n"
+        "PidFile none\n"
         "PermitRootLogin yes\n"
         "PasswordAuthentication yes\n"
         "PermitEmptyPasswords no\n"
@@ -42,18 +40,16 @@ def test_password_login_config_exactly():
 
 
 def test_key_login_switches_passwords_off():
-    lines = render_sshd_config(
-        SshdSettings(host_keys=KEYS, pid_file=Path("/p"), password_login=False)
-    ).splitlines()
+    lines = render_sshd_config(SshdSettings(host_keys=KEYS, password_login=False)).splitlines()
     assert "PasswordAuthentication no" in lines
     assert "PermitRootLogin prohibit-password" in lines
     assert not any(line.startswith("SetEnv") for line in lines)
 
 
 def test_per_source_penalties_only_when_asked():
-    base = SshdSettings(host_keys=KEYS, pid_file=Path("/p"))
+    base = SshdSettings(host_keys=KEYS)
     assert "PerSourcePenalties" not in render_sshd_config(base)
-    flagged = SshdSettings(host_keys=KEYS, pid_file=Path("/p"), disable_per_source_penalties=True)
+    flagged = SshdSettings(host_keys=KEYS, disable_per_source_penalties=True)
     assert "PerSourcePenalties no" in render_sshd_config(flagged).splitlines()
 
 

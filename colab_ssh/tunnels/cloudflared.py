@@ -29,8 +29,10 @@ How it differs from ngrok, and why the code looks the way it does:
 - A registered tunnel that loses its edge connection is not given up at the first error line:
   cloudflared retries, even "Unauthorized", which it treats as transient (supervisor.go:274-278).
   We give up when cloudflared exits, or when no connection is registered for ``reconnect_timeout``.
-- ``--pidfile`` puts our state directory on cloudflared's command line: that is how a later
-  kernel recognises (and stops) an agent an earlier kernel left running.
+- Our pid file, ``cloudflared.pid``, is in processes.py's format (pid, start time, argv): that is
+  how a later kernel recognises (and stops) an agent an earlier kernel left running, and nothing
+  else. cloudflared's own ``--pidfile`` (a bare pid, written once connected) goes to another
+  name, ``cloudflared-agent.pid``, never read: it only puts our state folder on its command line.
 """
 
 from __future__ import annotations
@@ -50,8 +52,15 @@ from urllib.parse import urlsplit
 
 from ..errors import InvalidArgumentError, TunnelError
 from ..paths import Paths
+from ..processes import (
+    cloudflared_is_ours,
+    descendants,
+    record_process,
+    session_members,
+    stop_recorded,
+    terminate_pid,
+)
 from ..progress import Progress
-from ..sshd import descendants, session_members, stop_stale_process, terminate_pid
 from ..system import tail, write_file
 from . import Endpoint
 
@@ -172,6 +181,11 @@ def cloudflared_pid_file(paths: Paths) -> Path:
     return paths.state_dir / "cloudflared.pid"
 
 
+def _agent_pid_file(paths: Paths) -> Path:
+    """Where cloudflared writes its own pid (--pidfile); we never read it."""
+    return paths.state_dir / "cloudflared-agent.pid"
+
+
 def cloudflared_log(paths: Paths) -> Path:
     return paths.state_dir / "cloudflared.log"
 
@@ -192,11 +206,11 @@ def agent_environment(environ: Mapping[str, str]) -> dict[str, str]:
 def stop_stale_cloudflared(paths: Paths) -> None:
     """Stop a cloudflared an earlier kernel of this runtime started (stop_ssh() calls this).
 
-    Our pid file's path is on the command line of every cloudflared we start (--pidfile),
-    so a recycled pid never makes us stop someone else's program.
+    Only the process our pid file records (pid, start time, argv), and only if that argv is a
+    quick tunnel as we start them: a recycled pid never makes us stop someone else's program.
     """
-    pid_file = cloudflared_pid_file(paths)
-    stop_stale_process(pid_file, marker=str(pid_file))
+    stop_recorded(cloudflared_pid_file(paths), cloudflared_is_ours(_agent_pid_file(paths)))
+    _agent_pid_file(paths).unlink(missing_ok=True)
 
 
 def asset_for_machine(machine: str | None = None) -> str:
@@ -621,7 +635,7 @@ class CloudflaredTunnel:
             "info",  # the address box and "Registered tunnel connection" are info lines
             *(["--protocol", protocol] if protocol != "quic" else []),
             "--pidfile",
-            str(self._pid_file),
+            str(_agent_pid_file(self._paths)),
             "--url",
             f"ssh://localhost:{local_port}",
         ]
@@ -637,7 +651,7 @@ class CloudflaredTunnel:
                 start_new_session=True,
             )
         self._process, self._log = process, _LogFollower(log_path, offset)
-        write_file(self._pid_file, f"{process.pid}\n", mode=0o644)
+        record_process(self._pid_file, process.pid, argv)
         return process, self._log
 
     # --- health and stopping ------------------------------------------------------------
@@ -668,6 +682,7 @@ class CloudflaredTunnel:
         for pid in dict.fromkeys([*below, *late, *descendants(*late)]):
             terminate_pid(pid, timeout=1.0)
         self._pid_file.unlink(missing_ok=True)
+        _agent_pid_file(self._paths).unlink(missing_ok=True)
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:

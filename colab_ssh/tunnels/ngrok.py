@@ -18,6 +18,7 @@ import os
 import re
 import shlex
 from pathlib import Path
+from typing import cast
 from urllib.parse import urlsplit
 
 from pyngrok import conf, installer, ngrok, process
@@ -37,8 +38,8 @@ from ..errors import (
     TunnelError,
 )
 from ..paths import Paths
+from ..processes import ngrok_agent_is_ours, record_process, stop_recorded
 from ..progress import Progress
-from ..sshd import stop_stale_process
 from ..system import write_file
 from . import Endpoint
 
@@ -161,7 +162,7 @@ class NgrokTunnel:
         agent = self._agent_path()
         self._install_agent(agent)
         self._write_files(agent)
-        stop_stale_process(self._paths.ngrok_pid, marker=str(self._paths.ngrok_config))
+        stop_recorded(self._paths.ngrok_pid, ngrok_agent_is_ours(self._paths.ngrok_config))
         config = conf.PyngrokConfig(
             ngrok_path=str(self._paths.ngrok_launcher),
             config_path=str(self._paths.ngrok_config),
@@ -184,7 +185,8 @@ class NgrokTunnel:
             self._fail()
             raise ngrok_error_for(str(error), self._authtoken) from None
         agent_process = process.get_process(config)
-        write_file(self._paths.ngrok_pid, f"{agent_process.proc.pid}\n", mode=0o644)
+        launched = cast("list[str]", agent_process.proc.args)  # pyngrok passes an argv list
+        record_process(self._paths.ngrok_pid, agent_process.proc.pid, launched)
         self._public_url = tunnel.public_url
         address = urlsplit(str(tunnel.public_url))
         if not address.hostname or not address.port:
