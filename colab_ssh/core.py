@@ -7,17 +7,25 @@ import logging
 import os
 import pwd
 import shutil
+import socket
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
 from . import colab
+from . import password_record as password_record
 from .authtoken import resolve_authtoken
 from .connection import DRIVE_PATH, Connection
 from .display import show_connection
-from .environment import render_profile_script, session_environment
+from .environment import (
+    caller_environment,
+    cap_environment,
+    render_environment_script,
+    render_profile_hook,
+    session_environment,
+)
 from .errors import ColabSSHError, InvalidArgumentError
 from .host_keys import host_key_fingerprints, prepare_host_keys, system_host_keys
 from .keys import PublicKey, fetch_github_keys, install_authorized_keys, parse_public_key
@@ -27,6 +35,8 @@ from .platform import default_workdir, detect_platform
 from .processes import ngrok_agent_is_ours, stop_recorded
 from .progress import Progress
 from .request import Request, check_request
+from .safe_files import trusted_dir
+from .secret_text import conceal, reveal
 from .sshd import SshdProcess, require_free_port, sshd_version, stop_stale_sshd, validate_config
 from .sshd_config import SshdSettings, render_sshd_config
 from .system import (
@@ -213,6 +223,74 @@ def _restore_password(change: PasswordChange, old_hash: str | None) -> None:
         set_password_hash(change.user, old_hash)
 
 
+def _listen_addresses(request: Request) -> tuple[str, ...]:
+    """All interfaces for tunnel="none" (clients come to this machine's address); else loopback only."""
+    if request.tunnel == "none" or isinstance(request.tunnel, DirectTunnel):
+        return ()
+    return ("127.0.0.1", "::1") if _has_ipv6_loopback() else ("127.0.0.1",)
+
+
+def _has_ipv6_loopback() -> bool:
+    """sshd logs an error for a ListenAddress it cannot bind: leave ::1 out where IPv6 is off."""
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as probe:
+            probe.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
+def _session_variables(environ: Mapping[str, str]) -> dict[str, str]:
+    """What sessions get of the caller's environment; a warning when the cap leaves some out."""
+    environment, dropped = cap_environment(session_environment(caller_environment(environ)))
+    if dropped:
+        shown = ", ".join(dropped[:10]) + (", ..." if len(dropped) > 10 else "")
+        logger.warning(
+            "SSH sessions get %d of the kernel's environment variables; %d more were left out so that"
+            " sshd can still start sessions (it allows about 1000 in all, 128 KiB per variable): %s",
+            len(environment),
+            len(dropped),
+            shown,
+        )
+    return environment
+
+
+def _write_session_environment(paths: Paths, account: pwd.struct_passwd, environment: dict[str, str]) -> None:
+    """The values file (the login user's, 0600) in a root folder others cannot list, then the hook."""
+    values = paths.session_env_file
+    with trusted_dir(values.parent, create_mode=0o711) as folder:
+        folder.replace(
+            values.name,
+            render_environment_script(environment),
+            mode=0o600,
+            uid=account.pw_uid,
+            gid=account.pw_gid,
+        )
+    with trusted_dir(paths.profile_script.parent, create_mode=0o755) as folder:
+        folder.replace(paths.profile_script.name, render_profile_hook(account.pw_uid, values), mode=0o644)
+
+
+# How the profile script of earlier versions began: it held the values and was readable by all.
+_LEGACY_PROFILE_HEADER = b"# Written by colab_ssh: the notebook kernel's environment for SSH login shells.\n"
+
+
+def _remove_legacy_profile(paths: Paths) -> None:
+    """An earlier colab_ssh left the kernel's environment in a world-readable /etc/profile.d script."""
+    legacy = paths.profile_dir / "colab_ssh.sh"
+    with contextlib.suppress(OSError), trusted_dir(legacy.parent) as folder:
+        content = folder.read(legacy.name)
+        if content is not None and content.startswith(_LEGACY_PROFILE_HEADER):
+            folder.remove(legacy.name)
+
+
+def _remove_session_environment(paths: Paths) -> None:
+    """Take the hook and the values file away (stop_ssh(), a failed start)."""
+    for path in (paths.profile_script, paths.session_env_file):
+        if path.parent.is_dir():
+            with trusted_dir(path.parent) as folder:
+                folder.remove(path.name)
+
+
 def _start(request: Request, progress: Progress, tunnel: Tunnel, keys: list[PublicKey]) -> _Session:
     """Bring sshd and the tunnel up; each change is undone if a later step fails."""
     paths = request.paths
@@ -225,8 +303,8 @@ def _start(request: Request, progress: Progress, tunnel: Tunnel, keys: list[Publ
     if sshd_binary is None:
         with progress.step("Installing openssh-server (first run only)"):
             sshd_binary = ensure_package("sshd", "openssh-server", log_path=paths.apt_log)
-    environment = session_environment(os.environ)
-    password = None if keys else request.password or generate_password()
+    environment = _session_variables(os.environ)
+    password = None if keys else conceal(request.password or generate_password())
     account = pwd.getpwnam(request.user)
 
     with contextlib.ExitStack() as undo:
@@ -246,16 +324,27 @@ def _start(request: Request, progress: Progress, tunnel: Tunnel, keys: list[Publ
         settings = SshdSettings(
             disable_per_source_penalties=behind_tunnel and sshd_version(sshd_binary) >= (9, 8),
             host_keys=host_keys,
+            user=request.user,
             password_login=password is not None,
+            listen_addresses=_listen_addresses(request),
             environment=environment,
         )
         previous = write_file(paths.sshd_config, render_sshd_config(settings), mode=0o600)
         undo.callback(restore_file, paths.sshd_config, previous)
-        previous_profile = write_file(paths.profile_script, render_profile_script(environment), mode=0o644)
-        undo.callback(restore_file, paths.profile_script, previous_profile)
+        _remove_legacy_profile(paths)
+        undo.callback(_remove_session_environment, paths)
+        _write_session_environment(paths, account, environment)
         paths.privsep_dir.mkdir(mode=0o755, parents=True, exist_ok=True)
 
+        # What an earlier start (maybe in another process) changed is put back first, so that
+        # the hash recorded below is the account's own.
+        password_record.restore(paths.password_record, paths.shadow_file)
         old_hash = read_password_hash(paths.shadow_file, request.user)
+        record = None
+        if old_hash is not None and (password is not None or old_hash.startswith("!")):
+            record = password_record.PasswordRecord(request.user, old_hash)
+            password_record.save(paths.password_record, record)
+            undo.callback(password_record.forget, paths.password_record)
         password_change = None
         if password is None:
             if old_hash is not None and old_hash.startswith("!"):
@@ -280,6 +369,9 @@ def _start(request: Request, progress: Progress, tunnel: Tunnel, keys: list[Publ
         undo.callback(sshd.stop)
         if password_change is not None:
             password_change.wait()
+        if record is not None:
+            ours = read_password_hash(paths.shadow_file, request.user)
+            password_record.save(paths.password_record, replace(record, ours=ours))
         endpoint = open_checked(tunnel, request.port)
         undo.pop_all()
 
@@ -287,7 +379,7 @@ def _start(request: Request, progress: Progress, tunnel: Tunnel, keys: list[Publ
         host=endpoint.host,
         port=endpoint.port,
         user=request.user,
-        password=password,
+        password=reveal(password),  # the caller's to print: a plain string again
         local_port=request.port,
         tunnel=tunnel.name,
         host_keys=host_key_fingerprints(host_keys),
@@ -330,6 +422,8 @@ def start_ssh(
     with the machine left as it was.
     """
     global _session
+    # From here on, a traceback printed with its locals shows '<hidden>' for these.
+    authtoken, password = conceal(authtoken), conceal(password)
     check_system()
     request = check_request(
         authtoken=authtoken,
@@ -419,5 +513,7 @@ def stop_ssh(*, state_dir: str | os.PathLike[str] | None = None) -> None:
         # SIGKILL) could not remove: the ngrok token, and the password in connection.json.
         paths.ngrok_config.unlink(missing_ok=True)
         StateFiles(paths.state_dir).connection.unlink(missing_ok=True)
+        _remove_session_environment(paths)
+        password_record.restore(paths.password_record, paths.shadow_file)
     if ours is not None and ours.monitor is not None:
         ours.monitor.stop()  # now that _lock is free, wait for its thread to end

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from .connection import HostKey
 from .errors import InvalidArgumentError
-from .system import write_file
+from .system import tool_environment, write_file
 
 __all__ = ["KINDS", "check_saved_host_keys", "host_key_fingerprints", "prepare_host_keys", "system_host_keys"]
 
@@ -38,6 +38,7 @@ def _generate_ed25519(path: Path, ssh_keygen: str) -> None:
         stdin=subprocess.DEVNULL,
         capture_output=True,
         check=True,
+        env=tool_environment(),  # the caller's may be too big to exec
     )
 
 
@@ -60,6 +61,7 @@ def _public_half(private_key: Path, ssh_keygen: str) -> str:
         capture_output=True,
         text=True,
         check=False,
+        env=tool_environment(),  # the caller's may be too big to exec
     )
     if result.returncode != 0 or not result.stdout.startswith(("ssh-", "ecdsa-")):
         raise InvalidArgumentError(

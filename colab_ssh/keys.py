@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import InvalidArgumentError, KeySourceError
-from .system import write_file
+from .system import tool_environment, write_file
 
 __all__ = [
     "GITHUB_URL_ENV",
@@ -99,6 +99,7 @@ def parse_public_key(text: str, source: str, ssh_keygen: str = "ssh-keygen") -> 
         capture_output=True,
         text=True,
         check=False,
+        env=tool_environment(),  # the caller's may be too big to exec
     )
     if checked.returncode != 0:
         raise InvalidArgumentError(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,11 +17,35 @@ class Paths:
     # Downloaded tunnel agents (cloudflared), kept across sessions of the same runtime.
     cache_dir: Path = Path("/var/cache/colab_ssh")
     host_keys_dir: Path = Path("/etc/ssh")
-    profile_script: Path = Path("/etc/profile.d/colab_ssh.sh")
+    profile_dir: Path = Path("/etc/profile.d")
+    # The kernel's environment for the login user's login shells: a root-owned folder others can
+    # pass through but not list, holding one file per state folder that only that user can read.
+    session_env_dir: Path = Path("/run/colab_ssh")
     shadow_file: Path = Path("/etc/shadow")
     # sshd refuses to start without its privilege-separation directory, which only the
     # distribution's service script creates; the path is compiled into sshd.
     privsep_dir: Path = Path("/run/sshd")
+
+    @property
+    def _session_name(self) -> str:
+        """colab_ssh for the default state folder; another one gets its own name, so two never clash."""
+        if self.state_dir == Paths.state_dir:
+            return "colab_ssh"
+        return "colab_ssh-" + hashlib.sha256(str(self.state_dir).encode()).hexdigest()[:12]
+
+    @property
+    def profile_script(self) -> Path:
+        """The login-shell hook in /etc/profile.d (it holds no values)."""
+        return self.profile_dir / f"{self._session_name}.sh"
+
+    @property
+    def session_env_file(self) -> Path:
+        return self.session_env_dir / f"{self._session_name}.env"
+
+    @property
+    def password_record(self) -> Path:
+        """The login user's password hash from before start_ssh() changed it, for stop_ssh() to put back."""
+        return self.state_dir / "password-restore.json"
 
     @property
     def sshd_host_keys_dir(self) -> Path:

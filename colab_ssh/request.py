@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import os
 import pwd
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .authtoken import check_authtoken
@@ -12,13 +13,21 @@ from .errors import InvalidArgumentError
 from .host_keys import check_saved_host_keys
 from .keys import PublicKey, check_github_user, read_key_argument
 from .paths import Paths
+from .secret_text import SecretText
 from .tunnels import Tunnel
 
-__all__ = ["NGROK_REGIONS", "TUNNEL_NAMES", "Request", "check_request"]
+__all__ = ["NGROK_REGIONS", "TUNNEL_NAMES", "Request", "check_login_user", "check_request"]
 
 TUNNEL_NAMES = ("ngrok", "cloudflared", "none")
 NGROK_REGIONS = ("us", "eu", "ap", "au", "sa", "jp", "in")
 MIN_PASSWORD_LENGTH = 8
+# An account name that sshd's AllowUsers takes literally: no pattern characters (* ? ! ,), no '@'
+# (AllowUsers reads user@host), no whitespace; the characters useradd itself allows.
+_ACCOUNT_NAME = re.compile(r"[A-Za-z0-9_.][A-Za-z0-9_.-]*\Z")
+_NOBODY_UID = 65534  # the kernel's overflow uid: the "nobody" account, owner of nothing
+_LOGIN_DEFS = Path("/etc/login.defs")
+# Shells that exist to refuse a login.
+_NO_LOGIN_SHELLS = frozenset({"nologin", "false"})
 
 KeyArgument = str | os.PathLike[str]
 
@@ -27,8 +36,9 @@ KeyArgument = str | os.PathLike[str]
 class Request:
     """What the caller asked for; a re-run asking for the same thing reuses the running session."""
 
-    authtoken: str | None
-    password: str | None
+    # repr=False: a traceback printed with its locals must not show them (and they are SecretText).
+    authtoken: str | None = field(repr=False)
+    password: str | None = field(repr=False)
     tunnel: str | Tunnel
     port: int
     region: str | None
@@ -55,7 +65,73 @@ def _check_password(password: object) -> str | None:
             "password contains a line break or another control character, which chpasswd cannot take;"
             " use printable characters only."
         )
-    return password
+    if password != password.strip():
+        # Spaces at either end are invisible where the password is printed, and a password of
+        # spaces only is as good as none.
+        raise InvalidArgumentError(
+            "password starts or ends with a space (or is spaces only); they are invisible where the"
+            " password is shown. Remove them, or leave password out and one is generated."
+        )
+    return SecretText(password)
+
+
+def _first_login_uid(login_defs: Path) -> int:
+    """UID_MIN from /etc/login.defs (where useradd starts numbering people's accounts), else 1000."""
+    try:
+        lines = login_defs.read_text(errors="replace").splitlines()
+    except OSError:
+        return 1000
+    for line in lines:
+        words = line.split()
+        if len(words) >= 2 and words[0] == "UID_MIN" and words[1].isdigit():
+            return int(words[1])
+    return 1000
+
+
+def check_login_user(user: object, *, login_defs: Path = _LOGIN_DEFS) -> pwd.struct_passwd:
+    """The account to log in as: it must exist, be a person's account (or root), and be able to log in.
+
+    A system account (sshd, www-data, nobody) or one whose shell refuses logins would make
+    start_ssh() report success for a login that can never work, and we would change its
+    password entry for nothing.
+    """
+    if not isinstance(user, str):
+        raise InvalidArgumentError(f"user must be an account name, not {user!r}.")
+    if not _ACCOUNT_NAME.match(user):
+        raise InvalidArgumentError(
+            f"user {user!r} is not an account name (letters, digits, '.', '_' and '-' only); leave user"
+            " as 'root' or pass the name of an existing account."
+        )
+    try:
+        account = pwd.getpwnam(user)
+    except KeyError:
+        raise InvalidArgumentError(
+            f"There is no user {user!r} on this machine; leave user as 'root'."
+        ) from None
+    uid = account.pw_uid
+    if uid == _NOBODY_UID:
+        raise InvalidArgumentError(
+            f"user {user!r} is the unprivileged placeholder account (uid {uid}), which cannot log in;"
+            " pass a person's account, or leave user as 'root'."
+        )
+    if uid != 0 and uid < _first_login_uid(login_defs):
+        raise InvalidArgumentError(
+            f"user {user!r} is a system account (uid {uid}, below UID_MIN in {login_defs}), not one to"
+            " log in as; pass a person's account (create one with `useradd -m -s /bin/bash NAME`),"
+            " or leave user as 'root'."
+        )
+    shell = account.pw_shell or "/bin/sh"  # passwd(5): an empty shell means /bin/sh
+    if Path(shell).name in _NO_LOGIN_SHELLS or not os.access(shell, os.X_OK):
+        raise InvalidArgumentError(
+            f"user {user!r} cannot log in: its shell is {shell}. Give it one"
+            f" (`usermod -s /bin/bash {user}`), or pass another account."
+        )
+    if not Path(account.pw_dir).is_dir():
+        raise InvalidArgumentError(
+            f"user {user!r} has no home folder ({account.pw_dir} does not exist), so a login would fail."
+            f" Create it (`mkhomedir_helper {user}`), or pass another account."
+        )
+    return account
 
 
 def _check_tunnel(tunnel: object) -> str | Tunnel:
@@ -136,15 +212,8 @@ def check_request(
     if authtoken is not None:
         if not isinstance(authtoken, str):
             raise InvalidArgumentError(f"authtoken must be a string, not {type(authtoken).__name__}.")
-        authtoken = check_authtoken(authtoken, "the authtoken argument")
-    if not isinstance(user, str):
-        raise InvalidArgumentError(f"user must be an account name, not {user!r}.")
-    try:
-        pwd.getpwnam(user)
-    except KeyError:
-        raise InvalidArgumentError(
-            f"There is no user {user!r} on this machine; leave user as 'root'."
-        ) from None
+        authtoken = SecretText(check_authtoken(authtoken, "the authtoken argument"))
+    account = check_login_user(user)
     checked_password = _check_password(password)
     keys = _check_keys(public_key)
     if github_user is not None:
@@ -166,7 +235,7 @@ def check_request(
         port=checked_port,
         region=region,
         mount_drive=mount_drive,
-        user=user,
+        user=account.pw_name,
         paths=paths,
         public_keys=keys,
         github_user=github_user,

@@ -18,7 +18,7 @@ from .processes import (
     stop_recorded,
     terminate_pid,
 )
-from .system import tail
+from .system import tail, tool_environment
 
 __all__ = [
     "SshdProcess",
@@ -44,6 +44,7 @@ def validate_config(sshd: str, config: Path, port: int) -> None:
         capture_output=True,
         text=True,
         check=False,
+        env=tool_environment(),  # the caller's may be too big to exec
     )
     if result.returncode != 0:
         raise SshdConfigError(
@@ -57,7 +58,12 @@ def sshd_version(sshd: str) -> tuple[int, int]:
     """(major, minor) of the installed sshd; (0, 0) if it does not say."""
     # `-V` exists from OpenSSH 9.1; older ones print the version with their usage message.
     result = subprocess.run(
-        [sshd, "-V"], stdin=subprocess.DEVNULL, capture_output=True, text=True, check=False
+        [sshd, "-V"],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        check=False,
+        env=tool_environment(),
     )
     found = re.search(r"OpenSSH_(\d+)\.(\d+)", result.stderr + result.stdout)
     return (int(found.group(1)), int(found.group(2))) if found else (0, 0)
@@ -124,6 +130,7 @@ class SshdProcess:
                 stdout=log,
                 stderr=log,
                 start_new_session=True,
+                env=tool_environment(),  # the caller's may be too big to exec; sshd passes on TZ
             )
         started = cls(process, port, log_path, pid_file)
         record_process(pid_file, process.pid, argv)

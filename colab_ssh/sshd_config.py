@@ -21,7 +21,13 @@ class SshdSettings:
     """Everything that goes into the generated sshd_config."""
 
     host_keys: Sequence[Path]
+    # The one account that may log in: every other account, root included, is refused whatever
+    # its password or keys (on a shared VM, another account's password must not open our sshd).
+    user: str = "root"
     password_login: bool = True
+    # Where sshd listens: all interfaces when empty (tunnel="none"); loopback only when a tunnel
+    # carries the traffic, so the port is not also open on the machine's own address.
+    listen_addresses: Sequence[str] = ()
     environment: Mapping[str, str] = field(default_factory=dict)
     client_alive_interval: int = 15
     client_alive_count_max: int = 4
@@ -49,14 +55,19 @@ def _setenv_line(environment: Mapping[str, str]) -> str:
 def render_sshd_config(settings: SshdSettings) -> str:
     """The whole sshd_config text. The port is passed on sshd's command line (``-p``)."""
     yes_no = "yes" if settings.password_login else "no"
+    if settings.user != "root":
+        root_login = "no"
+    else:  # root is the only account a Colab runtime has
+        root_login = "yes" if settings.password_login else "prohibit-password"
     lines = [
         "# Written by colab_ssh for the sshd it starts; rewritten by every start_ssh().",
         "# The listening port is given on sshd's command line.",
+        *(f"ListenAddress {address}" for address in settings.listen_addresses),
         *(f"HostKey {path}" for path in settings.host_keys),
         # colab_ssh writes the pid file itself, with what names the process for good (processes.py).
         "PidFile none",
-        # Root is the only account a Colab runtime has.
-        "PermitRootLogin yes" if settings.password_login else "PermitRootLogin prohibit-password",
+        f"AllowUsers {settings.user}",
+        f"PermitRootLogin {root_login}",
         f"PasswordAuthentication {yes_no}",
         "PermitEmptyPasswords no",
         "KbdInteractiveAuthentication no",

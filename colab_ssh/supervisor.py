@@ -34,8 +34,10 @@ from typing import Any, TextIO
 from .connection import Connection, HostKey
 from .core import ssh_status, start_ssh, stop_ssh
 from .display import connection_display_suppressed
+from .environment import CALLER_PYTHONPATH
 from .errors import ColabSSHError
 from .processes import record_process, running_record, start_time, supervisor_is_ours
+from .secret_text import conceal
 from .system import write_file
 
 __all__ = [
@@ -359,19 +361,25 @@ def _error_record(error: BaseException) -> dict[str, Any]:
     }
 
 
+def _read_secrets() -> Secrets:
+    """The secrets from the pipe on stdin, then /dev/null there (in a function of its own, so that
+    no frame of a later traceback holds them in a plain local)."""
+    raw = sys.stdin.read()
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)
+    os.close(null)
+    loaded = json.loads(raw) if raw.strip() else {}
+    return Secrets(authtoken=conceal(loaded.get("authtoken")), password=conceal(loaded.get("password")))
+
+
 def supervise(options: StartOptions, files: StateFiles, *, check_interval: float) -> bool:
     """The supervisor (``serve``): secrets from the pipe on stdin, then /dev/null there; serve().
 
     True once it stopped as asked; False if it failed, with the error in error.json for ``start``.
     """
     _log_records_marked()
-    raw = sys.stdin.read()
-    null = os.open(os.devnull, os.O_RDONLY)
-    os.dup2(null, 0)
-    os.close(null)
     try:
-        loaded = json.loads(raw) if raw.strip() else {}
-        secrets = Secrets(authtoken=loaded.get("authtoken"), password=loaded.get("password"))
+        secrets = _read_secrets()
         serve(options, secrets, files, show_details=False, check_interval=check_interval)
     except BaseException as error:
         files.write_json(files.error, _error_record(error))
@@ -390,6 +398,9 @@ def spawn_supervisor(
     environment = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")])),
+        # Our package folder on PYTHONPATH is for the supervisor only: SSH sessions get the
+        # caller's PYTHONPATH, recorded here (see environment.caller_environment()).
+        CALLER_PYTHONPATH: os.environ.get("PYTHONPATH", ""),
     }
     command = [
         sys.executable,

@@ -26,6 +26,7 @@ __all__ = [
     "restore_file",
     "set_password_hash",
     "tail",
+    "tool_environment",
     "write_file",
 ]
 
@@ -41,6 +42,10 @@ _STALE_LISTS = (
     "404  Not Found",
     "404 Not Found",
 )
+# What the tools we run (chpasswd, sshd, ssh-keygen) get for PATH: not the caller's.
+_TOOL_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+# Passed on from our environment when set: the time zone, which sshd hands on to sessions.
+_TOOL_KEEP = ("TZ",)
 # While we install, keep Debian's maintainer scripts from starting the system's own sshd on port 22.
 _POLICY_RC_D = "#!/bin/sh\n# Written by colab_ssh for the length of one apt-get install.\nexit 101\n"
 
@@ -59,6 +64,20 @@ def check_system(platform: str = sys.platform, euid: Callable[[], int] = os.gete
         )
 
 
+def tool_environment(**extra: str) -> dict[str, str]:
+    """A small, fixed environment for the programs we run.
+
+    The caller's may be too large to exec at all (E2BIG: the kernel limits one string to
+    128 KiB and the whole environment to ARG_MAX), and sshd would pass some of it on.
+    """
+    environment = {"PATH": _TOOL_PATH, "LC_ALL": "C"}
+    for name in _TOOL_KEEP:
+        value = os.environ.get(name)
+        if value is not None and len(value) < 4096:
+            environment[name] = value
+    return {**environment, **extra}
+
+
 def find_program(name: str) -> str | None:
     """Absolute path of a program, looking in sbin too (sshd must be started by absolute path)."""
     path = os.environ.get("PATH", "")
@@ -70,10 +89,14 @@ def tail(text: str, lines: int = 15) -> str:
 
 
 def _run_apt(argv: list[str], log_path: Path) -> subprocess.CompletedProcess[str]:
+    # apt keeps the caller's environment (proxies, APT_CONFIG); one too large to exec is an error.
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    result = subprocess.run(
-        argv, stdin=subprocess.DEVNULL, capture_output=True, text=True, env=env, check=False
-    )
+    try:
+        result = subprocess.run(
+            argv, stdin=subprocess.DEVNULL, capture_output=True, text=True, env=env, check=False
+        )
+    except OSError as error:
+        raise PackageInstallError(f"Could not run {argv[0]}: {error}.", output_tail="") from None
     with log_path.open("a") as log:
         log.write(f"$ {' '.join(argv)}\n{result.stdout}{result.stderr}\n")
     return result
@@ -134,9 +157,17 @@ class PasswordChange:
 
     def __init__(self, user: str, password: str, chpasswd: str = "chpasswd") -> None:
         self.user = user
-        self._process = subprocess.Popen(
-            [chpasswd], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
-        )
+        try:
+            self._process = subprocess.Popen(
+                [chpasswd],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                text=True,
+                env=tool_environment(),
+            )
+        except OSError as error:
+            raise ColabSSHError(f"Could not run chpasswd to set the password of {user!r}: {error}.") from None
         stdin, stderr = self._process.stdin, self._process.stderr
         assert stdin is not None and stderr is not None  # noqa: S101 - PIPEs were asked for
         self._stderr: IO[str] = stderr
@@ -170,9 +201,17 @@ def read_password_hash(shadow_file: Path, user: str) -> str | None:
 
 def set_password_hash(user: str, password_hash: str, chpasswd: str = "chpasswd") -> None:
     """Put a hash from /etc/shadow back (``chpasswd -e``), fed on stdin like every password."""
-    result = subprocess.run(
-        [chpasswd, "-e"], input=f"{user}:{password_hash}\n", capture_output=True, text=True, check=False
-    )
+    try:
+        result = subprocess.run(
+            [chpasswd, "-e"],
+            input=f"{user}:{password_hash}\n",
+            capture_output=True,
+            text=True,
+            check=False,
+            env=tool_environment(),
+        )
+    except OSError as error:
+        raise ColabSSHError(f"Could not run chpasswd to restore the password of {user!r}: {error}.") from None
     if result.returncode != 0:
         raise ColabSSHError(f"chpasswd could not restore the password of {user!r}: {result.stderr.strip()}")
 
@@ -218,7 +257,7 @@ def local_address() -> str:
     """This machine's address on its network, for tunnel="none" (no packet is sent)."""
     try:
         output = subprocess.run(
-            ["hostname", "-I"], capture_output=True, text=True, check=False, timeout=5
+            ["hostname", "-I"], capture_output=True, text=True, check=False, timeout=5, env=tool_environment()
         ).stdout
     except (OSError, subprocess.TimeoutExpired):
         output = ""

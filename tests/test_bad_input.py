@@ -22,6 +22,7 @@ from colab_ssh import (
     start_ssh,
     stop_ssh,
 )
+from colab_ssh.paths import Paths
 from colab_ssh.system import read_password_hash
 
 from .conftest import GitHubStandIn, NgrokCloud, home_of, make_client_key, our_processes
@@ -229,7 +230,9 @@ def snapshot(state_dir: Path, user: str) -> dict[str, object]:
     return {
         "sshd_config": read(state_dir / "sshd_config"),
         "authorized_keys": read(home_of(user) / ".ssh" / "authorized_keys"),
-        "profile": read(Path("/etc/profile.d/colab_ssh.sh")),
+        "profile": read(Paths(state_dir=state_dir).profile_script),
+        "session_environment": read(Paths(state_dir=state_dir).session_env_file),
+        "password_record": read(Paths(state_dir=state_dir).password_record),
         "password": read_password_hash(Path("/etc/shadow"), user),
         "processes": our_processes(state_dir),
         "ngrok_config": read(state_dir / "ngrok.yml"),

@@ -326,3 +326,33 @@ def test_a_tunnel_back_at_a_new_address_is_recorded_and_the_password_stays_out_o
     assert ssh.run(again, "id -un").stdout.strip() == test_user
     assert again.password == first.password
     assert (first.password or "") not in (state_dir / "supervisor.log").read_text()
+
+
+@pytest.mark.parametrize("callers", [None, "/opt/callers/lib"])
+def test_sessions_get_the_callers_pythonpath_not_the_supervisors(callers, test_user, port, state_dir, ssh):
+    """`start` puts our package on the supervisor's PYTHONPATH: that is for it alone."""
+    environment = {name: value for name, value in os.environ.items() if name != "PYTHONPATH"}
+    if callers is not None:
+        environment["PYTHONPATH"] = callers
+    started = subprocess.run(
+        [sys.executable, "-m", "colab_ssh", "start", *map(str, local(test_user, port, state_dir))],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=environment,
+        check=False,
+    )
+    assert started.returncode == 0, started.stderr
+    connection = saved_connection(state_dir)
+
+    command = ssh.run(connection, "env -0", host="127.0.0.1")
+    shell = ssh.run(
+        connection, "", tty=True, stdin='echo "@@""${PYTHONPATH-unset}@@"\nexit\n', host="127.0.0.1"
+    )
+
+    assert command.returncode == 0, command.stderr
+    got = dict(item.split("=", 1) for item in command.stdout.split("\0") if "=" in item)
+    assert got.get("PYTHONPATH") == callers
+    assert not any(name.startswith("COLAB_SSH_") for name in got)
+    assert f"@@{callers or 'unset'}@@" in shell.stdout, shell.stdout[-1000:]

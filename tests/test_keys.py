@@ -66,7 +66,7 @@ def test_password_login_is_refused_when_keys_are_on(test_user, port, state_dir, 
     assert result.returncode != 0
     assert "permission denied (publickey)" in result.stderr.lower()
     config = (state_dir / "sshd_config").read_text().splitlines()
-    assert "PasswordAuthentication no" in config and "PermitRootLogin prohibit-password" in config
+    assert "PasswordAuthentication no" in config and "PermitRootLogin no" in config
 
 
 def test_keys_land_with_owner_and_modes_and_merge_without_duplicates(test_user, port, state_dir, tmp_path):

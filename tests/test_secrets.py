@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from colab_ssh.paths import Paths
+
 from .conftest import NgrokCloud, free_port, home_of
 
 SCRIPT = """
@@ -97,9 +99,9 @@ def files_with_secrets(
 ) -> dict[Path, tuple[int, bool, bool]]:
     """Every file written so far (per strace, plus our folders): mode, holds token, holds password."""
     written = {Path(path) for path in _WRITE_OPEN.findall(trace)}
-    written |= (
-        set(state_dir.rglob("*")) | set(home_of(user).rglob("*")) | {Path("/etc/profile.d/colab_ssh.sh")}
-    )
+    paths = Paths(state_dir=state_dir)
+    written |= set(state_dir.rglob("*")) | set(home_of(user).rglob("*"))
+    written |= {paths.profile_script, paths.session_env_file}
     found = {}
     for path in written:
         if str(path).startswith(("/proc/", "/dev/", "/sys/")) or not path.is_file():

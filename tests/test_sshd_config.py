@@ -18,6 +18,7 @@ def test_password_login_config_exactly():
         "# The listening port is given on sshd's command line.\n"
         "HostKey /k/ssh_host_ed25519_key\n"
         "PidFile none\n"
+        "AllowUsers root\n"
         "PermitRootLogin yes\n"
         "PasswordAuthentication yes\n"
         "PermitEmptyPasswords no\n"

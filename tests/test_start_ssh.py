@@ -19,6 +19,7 @@ from colab_ssh import (
     stop_ssh,
 )
 from colab_ssh import core as core_module
+from colab_ssh.paths import Paths
 from colab_ssh.sshd_config import SshdSettings, render_sshd_config
 from colab_ssh.system import check_system, read_password_hash
 
@@ -110,14 +111,17 @@ def test_printed_fingerprints_are_what_the_server_presents(test_user, port, stat
 def test_ten_runs_leave_one_sshd_and_byte_identical_files(test_user, port, state_dir):
     first = start_local(test_user, port, state_dir)
     config = (state_dir / "sshd_config").read_bytes()
-    profile = Path("/etc/profile.d/colab_ssh.sh").read_bytes()
+    paths = Paths(state_dir=state_dir)
+    profile = paths.profile_script.read_bytes()
+    values = paths.session_env_file.read_bytes()
     pids = sshd_pids(state_dir)
 
     for _ in range(9):
         assert start_local(test_user, port, state_dir) == first
 
     assert (state_dir / "sshd_config").read_bytes() == config
-    assert Path("/etc/profile.d/colab_ssh.sh").read_bytes() == profile
+    assert paths.profile_script.read_bytes() == profile
+    assert paths.session_env_file.read_bytes() == values
     assert sshd_pids(state_dir) == pids and len(pids) == 1
 
 
@@ -137,7 +141,7 @@ def test_config_is_private_and_validated_settings_are_in_it(test_user, port, sta
 
     assert config_file.stat().st_mode & 0o777 == 0o600
     text = config_file.read_text()
-    for line in ("PermitRootLogin yes", "PasswordAuthentication yes", "ClientAliveInterval 15"):
+    for line in (f"AllowUsers {test_user}", "PermitRootLogin no", "PasswordAuthentication yes"):
         assert line in text.splitlines()
     assert sum(line.startswith("SetEnv ") for line in text.splitlines()) == 1
 
