@@ -9,23 +9,16 @@ import pwd
 import shutil
 import socket
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
-from . import colab
+from . import colab, session_files
 from . import password_record as password_record
 from .authtoken import resolve_authtoken
 from .connection import DRIVE_PATH, Connection
 from .display import show_connection
-from .environment import (
-    caller_environment,
-    cap_environment,
-    render_environment_script,
-    render_profile_hook,
-    session_environment,
-)
 from .errors import ColabSSHError, InvalidArgumentError
 from .host_keys import host_key_fingerprints, prepare_host_keys, system_host_keys
 from .keys import PublicKey, fetch_github_keys, install_authorized_keys, parse_public_key
@@ -35,7 +28,6 @@ from .platform import default_workdir, detect_platform
 from .processes import ngrok_agent_is_ours, stop_recorded
 from .progress import Progress
 from .request import Request, check_request
-from .safe_files import trusted_dir
 from .secret_text import conceal, reveal
 from .sshd import SshdProcess, require_free_port, sshd_version, stop_stale_sshd, validate_config
 from .sshd_config import SshdSettings, render_sshd_config
@@ -240,57 +232,6 @@ def _has_ipv6_loopback() -> bool:
     return True
 
 
-def _session_variables(environ: Mapping[str, str]) -> dict[str, str]:
-    """What sessions get of the caller's environment; a warning when the cap leaves some out."""
-    environment, dropped = cap_environment(session_environment(caller_environment(environ)))
-    if dropped:
-        shown = ", ".join(dropped[:10]) + (", ..." if len(dropped) > 10 else "")
-        logger.warning(
-            "SSH sessions get %d of the kernel's environment variables; %d more were left out so that"
-            " sshd can still start sessions (it allows about 1000 in all, 128 KiB per variable): %s",
-            len(environment),
-            len(dropped),
-            shown,
-        )
-    return environment
-
-
-def _write_session_environment(paths: Paths, account: pwd.struct_passwd, environment: dict[str, str]) -> None:
-    """The values file (the login user's, 0600) in a root folder others cannot list, then the hook."""
-    values = paths.session_env_file
-    with trusted_dir(values.parent, create_mode=0o711) as folder:
-        folder.replace(
-            values.name,
-            render_environment_script(environment),
-            mode=0o600,
-            uid=account.pw_uid,
-            gid=account.pw_gid,
-        )
-    with trusted_dir(paths.profile_script.parent, create_mode=0o755) as folder:
-        folder.replace(paths.profile_script.name, render_profile_hook(account.pw_uid, values), mode=0o644)
-
-
-# How the profile script of earlier versions began: it held the values and was readable by all.
-_LEGACY_PROFILE_HEADER = b"# Written by colab_ssh: the notebook kernel's environment for SSH login shells.\n"
-
-
-def _remove_legacy_profile(paths: Paths) -> None:
-    """An earlier colab_ssh left the kernel's environment in a world-readable /etc/profile.d script."""
-    legacy = paths.profile_dir / "colab_ssh.sh"
-    with contextlib.suppress(OSError), trusted_dir(legacy.parent) as folder:
-        content = folder.read(legacy.name)
-        if content is not None and content.startswith(_LEGACY_PROFILE_HEADER):
-            folder.remove(legacy.name)
-
-
-def _remove_session_environment(paths: Paths) -> None:
-    """Take the hook and the values file away (stop_ssh(), a failed start)."""
-    for path in (paths.profile_script, paths.session_env_file):
-        if path.parent.is_dir():
-            with trusted_dir(path.parent) as folder:
-                folder.remove(path.name)
-
-
 def _start(request: Request, progress: Progress, tunnel: Tunnel, keys: list[PublicKey]) -> _Session:
     """Bring sshd and the tunnel up; each change is undone if a later step fails."""
     paths = request.paths
@@ -303,7 +244,7 @@ def _start(request: Request, progress: Progress, tunnel: Tunnel, keys: list[Publ
     if sshd_binary is None:
         with progress.step("Installing openssh-server (first run only)"):
             sshd_binary = ensure_package("sshd", "openssh-server", log_path=paths.apt_log)
-    environment = _session_variables(os.environ)
+    environment = session_files.session_variables(os.environ)
     password = None if keys else conceal(request.password or generate_password())
     account = pwd.getpwnam(request.user)
 
@@ -331,9 +272,9 @@ def _start(request: Request, progress: Progress, tunnel: Tunnel, keys: list[Publ
         )
         previous = write_file(paths.sshd_config, render_sshd_config(settings), mode=0o600)
         undo.callback(restore_file, paths.sshd_config, previous)
-        _remove_legacy_profile(paths)
-        undo.callback(_remove_session_environment, paths)
-        _write_session_environment(paths, account, environment)
+        session_files.remove_legacy_profile(paths)
+        undo.callback(session_files.remove_session_environment, paths)
+        session_files.write_session_environment(paths, account, environment)
         paths.privsep_dir.mkdir(mode=0o755, parents=True, exist_ok=True)
 
         # What an earlier start (maybe in another process) changed is put back first, so that
@@ -513,7 +454,7 @@ def stop_ssh(*, state_dir: str | os.PathLike[str] | None = None) -> None:
         # SIGKILL) could not remove: the ngrok token, and the password in connection.json.
         paths.ngrok_config.unlink(missing_ok=True)
         StateFiles(paths.state_dir).connection.unlink(missing_ok=True)
-        _remove_session_environment(paths)
+        session_files.remove_session_environment(paths)
         password_record.restore(paths.password_record, paths.shadow_file)
     if ours is not None and ours.monitor is not None:
         ours.monitor.stop()  # now that _lock is free, wait for its thread to end

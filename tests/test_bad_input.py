@@ -193,6 +193,17 @@ CASES: list[Case] = [
         "Unknown ngrok region",
     ),
     ("unknown user", lambda c: {"user": "no-such-user-here"}, InvalidArgumentError, "no user"),
+    ("NUL in user", lambda c: {"user": "ro\0ot"}, InvalidArgumentError, "not an account name"),
+    ("user with a pattern", lambda c: {"user": "*"}, InvalidArgumentError, "not an account name"),
+    ("user nobody", lambda c: {"user": "nobody"}, InvalidArgumentError, "placeholder account"),
+    ("system account sshd", lambda c: {"user": "sshd"}, InvalidArgumentError, "is a system account"),
+    ("password of spaces only", lambda c: {"password": " " * 12}, InvalidArgumentError, "spaces only"),
+    (
+        "password with a trailing space",
+        lambda c: {"password": "long-enough-1 "},
+        InvalidArgumentError,
+        "starts or ends with a space",
+    ),
     ("mount_drive not a bool", lambda c: {"mount_drive": "yes"}, InvalidArgumentError, "True or False"),
     ("mount_drive outside Colab", lambda c: {"mount_drive": True}, ColabOnlyError, "needs Google Colab"),
     # paths
