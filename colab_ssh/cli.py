@@ -32,6 +32,7 @@ from .paths import Paths
 from .platform import Platform, detect_platform
 from .processes import command_line, ngrok_agent_is_ours, running_record, sshd_is_ours
 from .request import NGROK_REGIONS, TUNNEL_NAMES
+from .secret_text import conceal
 from .sshd import answers_banner
 from .supervisor import (
     HEALTH_INTERVAL,
@@ -113,13 +114,16 @@ def read_secrets(arguments: argparse.Namespace, options: StartOptions) -> Secret
     Colab's secrets are readable only from a notebook cell, never from a command: in Colab's
     terminal they are skipped instead of failing in a confusing way.
     """
-    authtoken = _read_line(sys.stdin, "ngrok authtoken: ") if arguments.authtoken_stdin else None
-    password = _read_line(sys.stdin, "password: ") if arguments.password_stdin else None
+    # conceal(): a traceback printed with its locals shows '<hidden>' for them.
+    authtoken = conceal(_read_line(sys.stdin, "ngrok authtoken: ") if arguments.authtoken_stdin else None)
+    password = conceal(_read_line(sys.stdin, "password: ") if arguments.password_stdin else None)
     if options.tunnel != "ngrok":
         return Secrets(password=password)
     try:
-        authtoken = resolve_authtoken(
-            authtoken, os.environ, colab_secret=lambda _name: (None, "not readable from a command")
+        authtoken = conceal(
+            resolve_authtoken(
+                authtoken, os.environ, colab_secret=lambda _name: (None, "not readable from a command")
+            )
         )
     except AuthtokenMissingError:
         raise CliError(

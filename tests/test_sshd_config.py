@@ -58,3 +58,23 @@ def test_the_installed_sshd_version_is_read():
     major, minor = sshd_version("/usr/sbin/sshd")
     printed = subprocess.run(["/usr/sbin/sshd", "-V"], capture_output=True, text=True).stderr
     assert f"OpenSSH_{major}.{minor}" in printed
+
+
+def test_only_the_chosen_user_may_log_in_and_root_only_when_chosen():
+    def lines(user: str, password_login: bool) -> list[str]:
+        settings = SshdSettings(host_keys=KEYS, user=user, password_login=password_login)
+        return render_sshd_config(settings).splitlines()
+
+    for password_login in (True, False):
+        assert "AllowUsers alice" in lines("alice", password_login)
+        assert "PermitRootLogin no" in lines("alice", password_login)
+        assert "AllowUsers root" in lines("root", password_login)
+    assert "PermitRootLogin yes" in lines("root", True)
+    assert "PermitRootLogin prohibit-password" in lines("root", False)
+
+
+def test_listen_addresses_only_when_given():
+    everywhere = render_sshd_config(SshdSettings(host_keys=KEYS))
+    loopback = render_sshd_config(SshdSettings(host_keys=KEYS, listen_addresses=("127.0.0.1", "::1")))
+    assert "ListenAddress" not in everywhere
+    assert loopback.splitlines()[2:4] == ["ListenAddress 127.0.0.1", "ListenAddress ::1"]
