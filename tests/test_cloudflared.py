@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import http.server
 import json
 import os
 import re
@@ -26,7 +27,7 @@ from pathlib import Path
 
 import pytest
 
-from colab_ssh import Connection, ssh_status, start_ssh, stop_ssh
+from colab_ssh import ColabSSHError, Connection, ssh_status, start_ssh, stop_ssh
 from colab_ssh.errors import InvalidArgumentError
 from colab_ssh.paths import Paths
 from colab_ssh.processes import read_record, record_process
@@ -728,7 +729,7 @@ def test_a_wrong_digest_deletes_the_file(state_dir, edge, file_server, monkeypat
         tunnel.open(free_port())
 
     assert raised.value.expected == wrong and raised.value.actual == STAND_IN_SHA256
-    assert "deleted without being run" in str(raised.value)
+    assert "not saved and not run" in str(raised.value)
     assert list(paths.cache_dir.iterdir()) == []  # neither the file nor a partial one
     assert our_processes(state_dir) == []
 
@@ -760,7 +761,9 @@ def test_the_pinned_download_goes_to_github_releases(state_dir, monkeypatch):
     """What would be fetched by default (nothing is fetched here: the download is intercepted)."""
     monkeypatch.delenv("COLAB_SSH_CLOUDFLARED", raising=False)
     fetched: list[tuple[str, str, Path]] = []
-    monkeypatch.setattr(cf, "download_verified", lambda url, sha, target: fetched.append((url, sha, target)))
+    monkeypatch.setattr(
+        cf, "download_verified", lambda url, sha, cache, name: fetched.append((url, sha, cache.path / name))
+    )
     monkeypatch.setattr(cf.platform, "machine", lambda: "aarch64")
     paths = paths_for(state_dir)
 
@@ -856,3 +859,175 @@ def test_stop_ssh_in_a_new_kernel_stops_the_old_agent(state_dir, edge):
     finally:
         orphan.kill()
         orphan.wait()
+
+
+# --- the download and the cache: root runs this file ------------------------------------------
+
+
+@contextlib.contextmanager
+def http_server(answer, host: str = "127.0.0.1") -> Iterator[tuple[str, list[str]]]:
+    """A real HTTP server; ``answer(handler)`` writes each response. Yields (base URL, paths asked)."""
+    asked: list[str] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            asked.append(self.path)
+            answer(self)
+
+        def log_message(self, *_args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer((host, 0), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://{host}:{server.server_address[1]}", asked
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def downloading_tunnel(state_dir: Path, url: str, monkeypatch) -> CloudflaredTunnel:
+    monkeypatch.delenv("COLAB_SSH_CLOUDFLARED", raising=False)
+    return CloudflaredTunnel(paths_for(state_dir), download_url=url, sha256=STAND_IN_SHA256)
+
+
+def cache_files(state_dir: Path) -> list[str]:
+    cache = paths_for(state_dir).cache_dir
+    return sorted(path.name for path in cache.iterdir()) if cache.exists() else []
+
+
+def test_the_cached_binary_is_checked_before_every_run(
+    test_user, port, state_dir, edge, file_server, monkeypatch
+):
+    """A cached file changed after the download (same name, still executable) is never run: its
+    digest is compared before each start, and the pinned file is fetched again."""
+    tunnel = downloading_tunnel(state_dir, f"{file_server.url}/cloudflared", monkeypatch)
+    start_cloudflared(test_user, port, state_dir, tunnel)
+    stop_ssh()
+    (cached,) = paths_for(state_dir).cache_dir.iterdir()
+    marker = state_dir.parent / "tampered-file-ran"
+    cached.write_text(f'#!/bin/sh\ntouch {marker}\nexec {STAND_IN} "$@"\n')
+
+    start_cloudflared(test_user, port, state_dir, tunnel)
+
+    assert not marker.exists()
+    assert cached.read_bytes() == STAND_IN.read_bytes()
+    assert file_server.requests == ["/cloudflared", "/cloudflared"]
+
+
+def test_a_trickling_server_cannot_outrun_the_deadline(state_dir, edge, monkeypatch):
+    """One deadline for the whole download: a server that sends a byte at a time (each one
+    restarting a per-read time-out) is cut off, and no partial file is left anywhere."""
+    monkeypatch.setattr("colab_ssh.tunnels.cloudflared_download.DOWNLOAD_DEADLINE", 1.5, raising=False)
+    monkeypatch.setattr(cf, "DOWNLOAD_DEADLINE", 1.5, raising=False)  # where older code kept it
+    body = STAND_IN.read_bytes()
+
+    def trickle(handler) -> None:
+        handler.send_response(200)
+        handler.send_header("Content-Length", str(len(body)))
+        handler.end_headers()
+        with contextlib.suppress(OSError):
+            for index in range(100):  # 10 s at most, then the connection ends early
+                handler.wfile.write(body[index : index + 1])
+                handler.wfile.flush()
+                time.sleep(0.1)
+
+    with http_server(trickle) as (url, _asked):
+        tunnel = downloading_tunnel(state_dir, f"{url}/cloudflared", monkeypatch)
+        with pytest.raises(CloudflaredDownloadError) as raised:
+            tunnel.open(free_port())
+
+    assert "did not finish within 1.5 s" in str(raised.value)
+    assert cache_files(state_dir) == []
+    assert our_processes(state_dir) == []
+
+
+@pytest.mark.parametrize("scheme", ["http", "ftp"])
+def test_https_only_holds_for_every_redirect(scheme, state_dir, edge, monkeypatch):
+    """A redirect off https (to plain http on another host, or to ftp) is refused, not followed.
+    (Plain http is allowed to this machine only, where tests serve from; 192.0.2.2 is not that.)"""
+    from colab_ssh.system import local_address
+
+    body = STAND_IN.read_bytes()
+
+    def serve_file(handler) -> None:
+        handler.send_response(200)
+        handler.send_header("Content-Length", str(len(body)))
+        handler.end_headers()
+        handler.wfile.write(body)
+
+    with http_server(serve_file, host="0.0.0.0") as (elsewhere, asked_elsewhere):
+        port = elsewhere.rsplit(":", 1)[1]
+        target = {"http": f"http://{local_address()}:{port}/cloudflared", "ftp": f"ftp://127.0.0.1:{port}/x"}[
+            scheme
+        ]
+
+        def redirect(handler) -> None:
+            handler.send_response(302)
+            handler.send_header("Location", target)
+            handler.send_header("Content-Length", "0")
+            handler.end_headers()
+
+        with http_server(redirect) as (url, _asked):
+            tunnel = downloading_tunnel(state_dir, f"{url}/cloudflared", monkeypatch)
+            with pytest.raises(CloudflaredDownloadError) as raised:
+                tunnel.open(free_port())
+
+    assert f"redirected to {target!r}, which is not https://; refused" in str(raised.value)
+    assert asked_elsewhere == []
+    assert cache_files(state_dir) == []
+
+
+def test_a_link_planted_at_the_old_temporary_name_is_not_followed(state_dir, edge, file_server, monkeypatch):
+    """The temporary file's name is random and opened O_EXCL|O_NOFOLLOW: links waiting at any
+    name we used to use (.<name>.<pid>.part) lead nowhere, and their targets stay as they were."""
+    cache = paths_for(state_dir).cache_dir
+    cache.mkdir(parents=True, mode=0o700)
+    victim = state_dir.parent / "victim"
+    victim.write_text("root's file\n")
+    victim.chmod(0o600)
+    name = f"cloudflared-sha256-{STAND_IN_SHA256[:16]}"
+    for pid in range(os.getpid() - 5, os.getpid() + 6):
+        (cache / f".{name}.{pid}.part").symlink_to(victim)
+    tunnel = downloading_tunnel(state_dir, f"{file_server.url}/cloudflared", monkeypatch)
+
+    binary = tunnel.binary()
+
+    assert victim.read_text() == "root's file\n" and victim.stat().st_mode & 0o777 == 0o600
+    assert binary.read_bytes() == STAND_IN.read_bytes() and not binary.is_symlink()
+
+
+@pytest.mark.parametrize("problem", ["others can write", "another owner"])
+def test_a_cache_folder_others_control_is_refused(problem, state_dir, edge, file_server, monkeypatch):
+    cache = paths_for(state_dir).cache_dir
+    cache.mkdir(parents=True, mode=0o700)
+    if problem == "others can write":
+        cache.chmod(0o777)
+    else:
+        os.chown(cache, 65534, 65534)
+    tunnel = downloading_tunnel(state_dir, f"{file_server.url}/cloudflared", monkeypatch)
+
+    with pytest.raises(ColabSSHError, match=str(cache)):
+        tunnel.open(free_port())
+
+    assert cache_files(state_dir) == []
+    assert file_server.requests == []
+
+
+@pytest.mark.parametrize("problem", ["a folder", "not executable"])
+def test_an_unusable_cached_binary_is_explained(problem, state_dir, edge, file_server, monkeypatch):
+    tunnel = downloading_tunnel(state_dir, f"{file_server.url}/cloudflared", monkeypatch)
+    cached = tunnel.binary()
+    if problem == "a folder":
+        cached.unlink()
+        cached.mkdir()
+    else:
+        cached.chmod(0o644)
+
+    with pytest.raises(CloudflaredDownloadError) as raised:
+        tunnel.open(free_port())
+
+    fix = f"rm -r {cached}" if problem == "a folder" else f"chmod 755 {cached}"
+    assert fix in str(raised.value)
+    assert our_processes(state_dir) == []

@@ -38,7 +38,6 @@ How it differs from ngrok, and why the code looks the way it does:
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import platform
 import re
@@ -48,7 +47,6 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import IO, cast
-from urllib.parse import urlsplit
 
 from ..errors import InvalidArgumentError, TunnelError
 from ..paths import Paths
@@ -61,8 +59,17 @@ from ..processes import (
     terminate_pid,
 )
 from ..progress import Progress
+from ..safe_files import trusted_dir
 from ..system import tail, write_file
 from . import Endpoint
+from .cloudflared_download import (
+    BINARY_ENV,
+    CloudflaredDownloadError,
+    CloudflaredIntegrityError,
+    cached_is_verified,
+    check_download_url,
+    download_verified,
+)
 
 __all__ = [
     "BINARY_ENV",
@@ -96,11 +103,6 @@ _ASSETS = {
     "aarch64": "cloudflared-linux-arm64",
     "arm64": "cloudflared-linux-arm64",
 }
-# An executable to use instead of the download (tests' stand-in, or a cloudflared you installed).
-BINARY_ENV = "COLAB_SSH_CLOUDFLARED"
-DOWNLOAD_TIMEOUT = 30.0  # seconds without a byte before the download is given up
-DOWNLOAD_DEADLINE = 600.0  # seconds for the whole download (about 40 MB)
-MAX_DOWNLOAD_BYTES = 256 * 1024 * 1024  # the real asset is about 40 MB: more is not cloudflared
 
 # What the client's ssh runs to reach the tunnel (%h: the trycloudflare hostname).
 PROXY_COMMAND = "cloudflared access ssh --hostname %h"
@@ -149,20 +151,6 @@ _NO_API = "failed to request quick Tunnel"
 _POLL_SECONDS = 0.02
 _STOP_SECONDS = 3.0
 _PROBE_SECONDS = 5.0  # one reachability probe: time for the banner through the tunnel
-
-
-class CloudflaredDownloadError(TunnelError):
-    """cloudflared could not be fetched (no internet, a CPU without a pinned build), or the
-    program named by COLAB_SSH_CLOUDFLARED is not executable."""
-
-
-class CloudflaredIntegrityError(CloudflaredDownloadError):
-    """The downloaded file's SHA-256 is not the pinned one; the file was deleted unrun."""
-
-    def __init__(self, message: str, *, expected: str, actual: str) -> None:
-        super().__init__(message)
-        self.expected = expected
-        self.actual = actual
 
 
 class CloudflaredStartError(TunnelError):
@@ -224,86 +212,6 @@ def asset_for_machine(machine: str | None = None) -> str:
             " its path, or use tunnel='ngrok'."
         )
     return asset
-
-
-def _check_download_url(url: str) -> None:
-    """HTTPS only, except plain HTTP to this machine (what tests serve the file from)."""
-    parts = urlsplit(url)
-    loopback = parts.hostname in ("127.0.0.1", "localhost", "::1")
-    if parts.scheme != "https" and not (parts.scheme == "http" and loopback):
-        raise InvalidArgumentError(
-            f"download_url must be an https:// URL, not {url!r} (the file runs as root)."
-        )
-
-
-def _download_error(url: str, reason: object) -> CloudflaredDownloadError:
-    return CloudflaredDownloadError(
-        f"Could not download cloudflared from {url}: {reason}. The runtime needs internet access to"
-        f" github.com (Cloudflare publishes cloudflared there); or install cloudflared yourself and"
-        f" set {BINARY_ENV} to its path."
-    )
-
-
-def _copy_hashing(url: str, destination: int) -> str:
-    """Stream ``url`` into the open file ``destination``; return the SHA-256 of what arrived."""
-    import urllib.request  # here: importing it costs start-up time that only a download needs
-
-    digest = hashlib.sha256()
-    size = 0
-    deadline = time.monotonic() + DOWNLOAD_DEADLINE
-    # The scheme was checked by _check_download_url: https, or http to this machine.
-    with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT) as response:  # noqa: S310
-        while chunk := response.read(1024 * 1024):
-            size += len(chunk)
-            if size > MAX_DOWNLOAD_BYTES:
-                raise OSError(f"the file is larger than {MAX_DOWNLOAD_BYTES // (1024 * 1024)} MiB")
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"the download took longer than {DOWNLOAD_DEADLINE:.0f} s")
-            digest.update(chunk)
-            while chunk:
-                chunk = chunk[os.write(destination, chunk) :]
-    return digest.hexdigest()
-
-
-def download_verified(url: str, sha256: str, target: Path) -> None:
-    """Fetch ``url`` to ``target`` if and only if its SHA-256 is ``sha256``.
-
-    The bytes go to a private temporary file first (mode 0600, not executable); only a file
-    with the right digest is made executable and renamed into place, in one atomic step, so
-    neither a half download nor a wrong file is ever found at ``target``.
-    """
-    import http.client
-    import urllib.error
-
-    _check_download_url(url)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(f".{target.name}.{os.getpid()}.part")
-    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        try:
-            actual = _copy_hashing(url, fd)
-        finally:
-            os.close(fd)
-    except (OSError, http.client.HTTPException, ValueError) as error:  # URLError is an OSError
-        partial.unlink(missing_ok=True)
-        reason: object = error
-        if isinstance(error, urllib.error.URLError) and not isinstance(error, urllib.error.HTTPError):
-            reason = error.reason  # "[Errno 111] Connection refused" rather than "<urlopen error ...>"
-        raise _download_error(url, reason) from None
-    except BaseException:
-        partial.unlink(missing_ok=True)
-        raise
-    if actual != sha256.lower():
-        partial.unlink(missing_ok=True)
-        raise CloudflaredIntegrityError(
-            f"The file downloaded from {url} is not the cloudflared colab_ssh pins: its SHA-256 is"
-            f" {actual}, expected {sha256}. It was deleted without being run. Try again later (a"
-            f" proxy may have altered it), or install cloudflared yourself and set {BINARY_ENV}.",
-            expected=sha256,
-            actual=actual,
-        )
-    partial.chmod(0o755)
-    partial.replace(target)
 
 
 class _LogFollower:
@@ -491,7 +399,7 @@ class CloudflaredTunnel:
                 raise InvalidArgumentError(
                     "download_url needs the file's sha256 too: colab_ssh runs nothing it cannot verify."
                 )
-            _check_download_url(download_url)
+            check_download_url(download_url)
         if sha256 is not None and not re.fullmatch(r"[0-9a-fA-F]{64}", sha256):
             raise InvalidArgumentError(f"sha256 must be 64 hex digits, not {sha256!r}.")
         for name, value in (("start_timeout", start_timeout), ("reconnect_timeout", reconnect_timeout)):
@@ -521,18 +429,18 @@ class CloudflaredTunnel:
 
     # --- the binary ---------------------------------------------------------------------
 
-    def _source(self) -> tuple[str, str, Path]:
-        """(URL, SHA-256, cache path): the pinned release asset unless the caller gave others."""
-        cache = self._paths.cache_dir
+    def _source(self) -> tuple[str, str, str]:
+        """(URL, SHA-256, name in the cache): the pinned release asset unless the caller gave others."""
         if self._sha256 is not None:  # another file than the pinned one: cached under its digest
             asset = None if self._download_url is not None else asset_for_machine()
             url = self._download_url or f"{RELEASES}/{VERSION}/{asset}"
-            return url, self._sha256, cache / f"cloudflared-sha256-{self._sha256[:16]}"
+            return url, self._sha256, f"cloudflared-sha256-{self._sha256[:16]}"
         asset = asset_for_machine()
-        return f"{RELEASES}/{VERSION}/{asset}", SHA256[asset], cache / f"cloudflared-{VERSION}"
+        return f"{RELEASES}/{VERSION}/{asset}", SHA256[asset], f"cloudflared-{VERSION}"
 
     def binary(self) -> Path:
-        """The cloudflared to run: $COLAB_SSH_CLOUDFLARED, else the cached download (fetched once)."""
+        """The cloudflared to run: $COLAB_SSH_CLOUDFLARED, else the cached download, whose digest
+        is checked on every call (fetched again if it differs)."""
         configured = os.environ.get(BINARY_ENV)
         if configured:
             path = Path(configured)
@@ -542,11 +450,14 @@ class CloudflaredTunnel:
                     f" at a cloudflared program, or unset it and colab_ssh downloads cloudflared {VERSION}."
                 )
             return path
-        url, sha256, target = self._source()
-        if not target.exists():
-            with self._progress.step(f"Downloading cloudflared {VERSION} (first run only)"):
-                download_verified(url, sha256, target)
-        return target
+        url, sha256, name = self._source()
+        # Root's and closed to others (created 0700), else refused: whoever can write there could
+        # swap the file root runs.
+        with trusted_dir(self._paths.cache_dir, create_mode=0o700) as cache:
+            if not cached_is_verified(cache, name, sha256):
+                with self._progress.step(f"Downloading cloudflared {VERSION} (first run only)"):
+                    download_verified(url, sha256, cache, name)
+            return cache.path / name
 
     # --- running it -----------------------------------------------------------------------
 
@@ -642,14 +553,21 @@ class CloudflaredTunnel:
         with log_path.open("ab") as log:
             # Its own session: Ctrl-C in the notebook must not reach it. A file, not a pipe:
             # nobody reads a detached agent's pipe, and a full pipe would stall it.
-            process = subprocess.Popen(
-                argv,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=log,
-                env=agent_environment(os.environ),
-                start_new_session=True,
-            )
+            try:
+                process = subprocess.Popen(
+                    argv,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=log,
+                    env=agent_environment(os.environ),
+                    start_new_session=True,
+                )
+            except OSError as error:  # not executable, a folder, a noexec mount, a wrong format
+                raise CloudflaredDownloadError(
+                    f"{binary} cannot be run ({error.strerror or error}). Make it an executable"
+                    f" cloudflared (chmod 755), point {BINARY_ENV} at one, or remove it so that"
+                    f" colab_ssh downloads cloudflared {VERSION} again."
+                ) from None
         self._process, self._log = process, _LogFollower(log_path, offset)
         record_process(self._pid_file, process.pid, argv)
         return process, self._log
