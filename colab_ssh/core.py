@@ -19,17 +19,25 @@ from . import password_record as password_record
 from .authtoken import resolve_authtoken
 from .connection import DRIVE_PATH, Connection
 from .display import show_connection
-from .errors import ColabSSHError, InvalidArgumentError
+from .errors import ColabSSHError, InvalidArgumentError, SessionLostError, SshdStartError
 from .host_keys import host_key_fingerprints, prepare_host_keys, system_host_keys
 from .keys import PublicKey, fetch_github_keys, install_authorized_keys, parse_public_key
 from .monitor import Monitor
+from .ownership import claim, owned_by_us, release, require_no_other_owner, state_lock
 from .paths import Paths
 from .platform import default_workdir, detect_platform
 from .processes import ngrok_agent_is_ours, stop_recorded
 from .progress import Progress
 from .request import Request, check_request
 from .secret_text import conceal, reveal
-from .sshd import SshdProcess, require_free_port, sshd_version, stop_stale_sshd, validate_config
+from .sshd import (
+    SshdProcess,
+    port_in_use,
+    require_free_port,
+    sshd_version,
+    stop_stale_sshd,
+    validate_config,
+)
 from .sshd_config import SshdSettings, render_sshd_config
 from .system import (
     PasswordChange,
@@ -100,15 +108,28 @@ class _Session:
             self.monitor.stop(wait=False)
             self.monitor = None
         if interval is not None:
-            self.monitor = Monitor(self._monitor_round, interval)
+            self.monitor = Monitor(self._monitor_round, interval, give_up_on=(SessionLostError,))
             self.monitor.start()
 
     def _monitor_round(self) -> None:
+        global _session, _lost
         with _lock:
             if _session is not self:
                 return  # stopped or replaced while this round waited for the lock
-            if self.revive():
-                self.announce()
+            # A repair takes the folder's lock like a start; busy means a start or stop elsewhere:
+            # this round is skipped (StateDirBusyError), the next one sees what it left.
+            with state_lock(self.request.paths, timeout=_MONITOR_LOCK_WAIT):
+                if not owned_by_us(self.request.paths):
+                    # stop_ssh() from another process ended this session: its processes are
+                    # gone and the folder may be someone else's now, so nothing here is touched.
+                    _session = None
+                    _lost = (
+                        f"stop_ssh() or `colab-ssh stop` from another process stopped this session"
+                        f" ({self.request.paths.state_dir}); call start_ssh() again to start one."
+                    )
+                    raise SessionLostError(_lost)
+                if self.revive():
+                    self.announce()
 
     def announce(self) -> None:
         """Tell the user the tunnel came back at a new address: log, notebook output, callback."""
@@ -133,19 +154,36 @@ class _Session:
             monitor_error=None if self.monitor is None else self.monitor.last_error,
         )
 
+    def _sshd_port_taken(self) -> SessionLostError:
+        port = self.request.port
+        return SessionLostError(
+            f"sshd stopped and port {port} is now used by another program, so it cannot be brought"
+            f" back; colab_ssh stopped trying. Free port {port} (or stop_ssh() and start on another"
+            " port), then call start_ssh() again."
+        )
+
     def revive(self) -> bool:
         """Bring back whatever died; True if the connection details changed."""
         paths = self.request.paths
         # Only a dead listener is replaced: one that is merely slow to answer (busy with
         # scanners) keeps running, and sessions it started outlive it either way.
         if not self.sshd.alive():
-            self.sshd = SshdProcess.launch(
-                self.sshd_binary,
-                paths.sshd_config,
-                self.request.port,
-                paths.sshd_log,
-                pid_file=paths.sshd_pid,
-            )
+            # Someone else listening there (another sshd, a second server on our port) would make
+            # every attempt fail with "Bind to port failed": say so once instead of looping.
+            if port_in_use(self.request.port):
+                raise self._sshd_port_taken()
+            try:
+                self.sshd = SshdProcess.launch(
+                    self.sshd_binary,
+                    paths.sshd_config,
+                    self.request.port,
+                    paths.sshd_log,
+                    pid_file=paths.sshd_pid,
+                )
+            except SshdStartError:
+                if port_in_use(self.request.port):  # taken between the check and the bind
+                    raise self._sshd_port_taken() from None
+                raise
             self.sshd_restarts += 1
         if self.tunnel.alive():
             return False
@@ -172,7 +210,9 @@ class _Session:
 
 
 _session: _Session | None = None
-_lock = threading.Lock()
+_lost: str | None = None  # why this process's session ended without stop_ssh() here (ssh_status says)
+_lock = threading.Lock()  # this process's threads; state_lock() is the one across processes
+_MONITOR_LOCK_WAIT = 5.0
 
 
 def _sshfs_path(request: Request) -> str:
@@ -391,7 +431,16 @@ def start_ssh(
         raise InvalidArgumentError(
             f"on_change must be a function taking the new Connection, not {on_change!r}."
         )
-    with _lock:
+    global _lost
+    # One start at a time per state folder, across processes; the lock is held until the new
+    # session is up and recorded as the folder's owner, so a second start never sees half of it.
+    with _lock, state_lock(request.paths):
+        if (
+            _session is not None
+            and _session.request.paths == request.paths
+            and not owned_by_us(request.paths)
+        ):
+            _session = None  # stopped by another process (its monitor may not have noticed yet)
         if _session is not None and _session.request == request:
             session = _session
             session.quiet, session.on_change = quiet, on_change
@@ -399,6 +448,9 @@ def start_ssh(
                 show_connection(session.connection)
             session.watch(monitor_interval)
             return session.connection
+        # Before anything changes: another live process's session in this folder is refused
+        # (naming it); one whose owner is gone (a restarted kernel) is taken over by _start().
+        require_no_other_owner(request.paths)
         # What can fail without changing anything (the token, the keys) comes before the
         # running session, if any, is replaced.
         progress = Progress(quiet=quiet)
@@ -406,10 +458,13 @@ def start_ssh(
         keys = _collect_keys(request)
         if _session is not None:
             _session.stop()
+            if owned_by_us(_session.request.paths):
+                release(_session.request.paths)
             _session = None
         session = _start(request, progress, tunnel_to_open, keys)
+        claim(request.paths)
         session.quiet, session.on_change = quiet, on_change
-        _session = session
+        _session, _lost = session, None
         session.watch(monitor_interval)
     progress.finish()  # "SSH server up in 0.3 s": all a warm run shows (nothing when quiet)
     if not quiet:
@@ -420,7 +475,9 @@ def start_ssh(
 def ssh_status() -> SshStatus:
     """Whether sshd and the tunnel run, since when, where, and how often they were brought back."""
     with _lock:
-        return SshStatus(running=False) if _session is None else _session.status()
+        if _session is None:
+            return SshStatus(running=False, monitor_error=_lost)
+        return _session.status()
 
 
 def stop_ssh(*, state_dir: str | os.PathLike[str] | None = None) -> None:
@@ -431,7 +488,7 @@ def stop_ssh(*, state_dir: str | os.PathLike[str] | None = None) -> None:
     restart keeps processes alive but forgets them). Without it: this process's session, or
     what runs from the default folder.
     """
-    global _session
+    global _session, _lost
     from .supervisor import StateFiles, stop_supervisor  # here: supervisor imports this module
 
     asked = None if state_dir is None else Path(state_dir).absolute()
@@ -443,10 +500,13 @@ def stop_ssh(*, state_dir: str | os.PathLike[str] | None = None) -> None:
             ours.request.paths if ours is not None else Paths() if asked is None else Paths(state_dir=asked)
         )
     stop_supervisor(paths.state_dir)  # else `colab-ssh start`'s supervisor brings it all back
-    with _lock:
+    if not paths.state_dir.is_dir():
+        return  # nothing ever ran from there (and the lock must not create the folder)
+    with _lock, state_lock(paths):
         if ours is not None and _session is ours:
             ours.stop()
             _session = None
+        _lost = None
         stop_stale_sshd(paths.sshd_pid, paths.sshd_config)
         stop_recorded(paths.ngrok_pid, ngrok_agent_is_ours(paths.ngrok_config))
         stop_stale_cloudflared(paths)
@@ -456,5 +516,6 @@ def stop_ssh(*, state_dir: str | os.PathLike[str] | None = None) -> None:
         StateFiles(paths.state_dir).connection.unlink(missing_ok=True)
         session_files.remove_session_environment(paths)
         password_record.restore(paths.password_record, paths.shadow_file)
+        release(paths)  # a live owner elsewhere finds its session gone and stops its monitor
     if ours is not None and ours.monitor is not None:
         ours.monitor.stop()  # now that _lock is free, wait for its thread to end

@@ -17,8 +17,10 @@ __all__ = [
     "NgrokSessionLimitError",
     "NgrokTcpNeedsCardError",
     "PackageInstallError",
+    "SessionLostError",
     "SshdConfigError",
     "SshdStartError",
+    "StateDirBusyError",
     "TunnelError",
     "UnsafePathError",
     "UnsupportedSystemError",
@@ -76,6 +78,19 @@ class SshdStartError(ColabSSHError):
     def __init__(self, message: str, *, log_tail: str) -> None:
         super().__init__(f"{message}\n--- last lines of sshd's log ---\n{log_tail}")
         self.log_tail = log_tail
+
+
+class StateDirBusyError(ColabSSHError):
+    """Another live process runs SSH from this state folder; ``owner_pid`` and ``owner`` name it."""
+
+    def __init__(self, message: str, *, owner_pid: int, owner: str) -> None:
+        super().__init__(message)
+        self.owner_pid = owner_pid
+        self.owner = owner
+
+
+class SessionLostError(ColabSSHError):
+    """The background monitor stopped for good: the port was taken, or another process stopped us."""
 
 
 class TunnelError(ColabSSHError):

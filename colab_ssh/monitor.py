@@ -16,11 +16,23 @@ logger = logging.getLogger("colab_ssh.monitor")
 
 
 class Monitor:
-    """Calls ``check`` every ``interval`` seconds until stopped; a failing check is logged and retried."""
+    """Calls ``check`` every ``interval`` seconds until stopped; a failing check is logged and retried.
 
-    def __init__(self, check: Callable[[], None], interval: float) -> None:
+    Except errors of the ``give_up_on`` types: those say retrying cannot help (the port is
+    someone else's now, or another process stopped the session), so the monitor records the
+    error, logs it once and ends, instead of failing the same way every interval.
+    """
+
+    def __init__(
+        self,
+        check: Callable[[], None],
+        interval: float,
+        *,
+        give_up_on: tuple[type[Exception], ...] = (),
+    ) -> None:
         self._check = check
         self.interval = interval
+        self._give_up_on = give_up_on
         self._stopped = threading.Event()
         self.last_error: str | None = None
         # A daemon thread: it must never keep the notebook kernel or a script from exiting.
@@ -34,6 +46,10 @@ class Monitor:
             try:
                 self._check()
                 self.last_error = None
+            except self._give_up_on as error:
+                self.last_error = str(error)
+                logger.warning("colab_ssh stopped watching the SSH server: %s", self.last_error)
+                return
             except Exception as error:  # keep watching: the next round may succeed (network back)
                 self.last_error = f"{type(error).__name__}: {error}"
                 logger.warning("colab_ssh could not bring the SSH server back yet: %s", self.last_error)

@@ -81,5 +81,15 @@ class Paths:
         return self.state_dir / "ngrok.pid"
 
     @property
+    def lock_file(self) -> Path:
+        """Held (flock) by whoever starts or stops from this folder, so that one does at a time."""
+        return self.state_dir / "state.lock"
+
+    @property
+    def owner_pid(self) -> Path:
+        """The process whose session runs from this folder (processes.py's pid-file format)."""
+        return self.state_dir / "owner.pid"
+
+    @property
     def apt_log(self) -> Path:
         return self.state_dir / "apt.log"

@@ -249,6 +249,7 @@ class _Server:
         self.files = files
         self.quiet = quiet
         self.since = _now()
+        self.lost = False  # the session was stopped by another process: nothing left to serve or stop
 
     def start(self) -> Connection:
         """start_ssh() with the same arguments every time: the second call brings back what died."""
@@ -286,6 +287,15 @@ class _Server:
         """Bring back a dead sshd or tunnel (start_ssh()'s own monitor may be quicker), record the state."""
         status = ssh_status()
         last_error = None
+        if status.monitor_error is not None and not status.monitoring:
+            # start_ssh()'s monitor gave up: the port is someone else's now, or another process
+            # stopped the session. Trying again every interval would only fail the same way (and
+            # restart sshd in a loop); `colab-ssh status` shows why it is down.
+            if not status.running:
+                self.lost = True
+                return connection
+            self.record(connection, status.monitor_error)
+            return connection
         if not (status.running and status.sshd_alive and status.tunnel_alive):
             print(f"{_now()} sshd or the tunnel stopped; bringing it back", flush=True)
             try:
@@ -326,10 +336,11 @@ def serve(
             server.record(connection)
             if show_details and not quiet:
                 print(f"Serving until Ctrl-C or `{PROGRAM} stop`.", flush=True)
-            while not stop.wait(check_interval):
+            while not stop.wait(check_interval) and not server.lost:
                 connection = server.health_check(connection)
         finally:
-            stop_ssh(state_dir=files.state_dir)
+            if not server.lost:  # else the folder may belong to another process's session now
+                stop_ssh(state_dir=files.state_dir)
             files.connection.unlink(missing_ok=True)
             files.forget_own_pid()
 
