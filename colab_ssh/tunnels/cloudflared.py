@@ -7,7 +7,7 @@ How it differs from ngrok, and why the code looks the way it does:
   ProxyCommand and one-line install hints, which the printed details show).
 - The agent is one static binary from Cloudflare's GitHub releases, fetched on first use into
   ``Paths.cache_dir``. It is pinned to ``VERSION`` and checked against the release's SHA-256
-  before it is ever made executable, so a tampered or truncated download never runs.
+  before every start (cloudflared_download.py: the cache's rules, the download's bounds).
 - cloudflared has no local API: its address appears only in its log, boxed, so we read the
   log file it writes (never a pipe, which a detached agent would block on once nobody reads it).
 - The address is printed before the tunnel connects to Cloudflare's edge; we also wait for the
