@@ -15,13 +15,22 @@ from pathlib import Path
 
 import pytest
 
-from colab_ssh import Connection, InvalidArgumentError, TunnelError, start_ssh, stop_ssh
+from colab_ssh import (
+    Connection,
+    InvalidArgumentError,
+    SshStatus,
+    TunnelError,
+    core,
+    start_ssh,
+    stop_ssh,
+)
 from colab_ssh import request as request_module
 from colab_ssh.paths import Paths
 from colab_ssh.request import check_request
 from colab_ssh.supervisor import Secrets, StartOptions
 from colab_ssh.system import local_address, read_password_hash
 from colab_ssh.tunnels import Endpoint
+from colab_ssh.tunnels.direct import DirectTunnel
 
 from .conftest import ClientKey, SshClient, home_of
 
@@ -326,7 +335,14 @@ def test_objects_holding_secrets_hide_them_in_repr(test_user, state_dir):
         state_dir=state_dir,
     )
     connection = Connection(host="h", port=1, user=test_user, password=PASSWORD, local_port=22, tunnel="none")
-    for holder in (request, Secrets(authtoken=TOKEN, password=PASSWORD), connection, StartOptions()):
+    holders = (
+        request,
+        Secrets(authtoken=TOKEN, password=PASSWORD),
+        connection,
+        SshStatus(running=True, connection=connection),
+        StartOptions(),
+    )
+    for holder in holders:
         text = repr(holder) + str(holder)
         assert PASSWORD not in text and TOKEN not in text, text
     assert request.password == PASSWORD and request.authtoken == TOKEN  # still the values, for use
@@ -343,3 +359,47 @@ def test_a_traceback_with_locals_shows_no_password(test_user, port, state_dir):
     report = "".join(traceback.TracebackException.from_exception(raised.value, capture_locals=True).format())
     assert "password = " in report  # the locals are there...
     assert PASSWORD not in report  # ...but not the secret
+
+
+UNKNOWN_TOKEN = "2unknownTokenNotAnAccount_0123456789abcdefghijk"  # well-formed, no account has it
+
+
+def test_a_traceback_with_locals_shows_no_ngrok_token(test_user, port, state_dir, ngrok_cloud):
+    with pytest.raises(TunnelError) as raised:
+        start_ssh(UNKNOWN_TOKEN, tunnel="ngrok", port=port, user=test_user, state_dir=state_dir, quiet=True)
+
+    report = "".join(traceback.TracebackException.from_exception(raised.value, capture_locals=True).format())
+    assert "authtoken = " in report
+    assert UNKNOWN_TOKEN not in report
+
+
+@pytest.mark.parametrize(
+    ("tunnel", "loopback_only"),
+    [("ngrok", True), ("cloudflared", True), (LocalTunnel(), True), ("none", False), (DirectTunnel(), False)],
+    ids=["ngrok", "cloudflared", "tunnel object", "none", "DirectTunnel object"],
+)
+def test_loopback_only_whenever_a_tunnel_carries_the_traffic(tunnel, loopback_only, test_user, state_dir):
+    request = check_request(
+        authtoken=None,
+        password=None,
+        tunnel=tunnel,
+        port=22,
+        region=None,
+        mount_drive=False,
+        user=test_user,
+        state_dir=state_dir,
+    )
+    addresses = core._listen_addresses(request)
+    assert ("127.0.0.1" in addresses) == loopback_only
+    assert all(address in ("127.0.0.1", "::1") for address in addresses)
+
+
+def test_through_ngrok_sshd_is_not_on_the_machines_address(
+    test_user, port, state_dir, ngrok_cloud, machine_address, ssh: SshClient
+):
+    token = ngrok_cloud.add_account("2ngrokAccountWithCard_0123456789abcdefghijklmn")
+
+    connection = start_ssh(token, tunnel="ngrok", port=port, user=test_user, state_dir=state_dir, quiet=True)
+
+    assert ssh.run(connection, "id -un").stdout.strip() == test_user  # through the (stand-in) agent
+    assert answers("127.0.0.1", port) and not answers(machine_address, port)
