@@ -35,7 +35,7 @@ from .connection import Connection, HostKey
 from .core import ssh_status, start_ssh, stop_ssh
 from .display import connection_display_suppressed
 from .environment import CALLER_PYTHONPATH
-from .errors import ColabSSHError
+from .errors import ColabSSHError, SessionLostError
 from .processes import record_process, running_record, start_time, supervisor_is_ours
 from .secret_text import conceal
 from .system import write_file
@@ -250,6 +250,7 @@ class _Server:
         self.quiet = quiet
         self.since = _now()
         self.lost = False  # the session was stopped by another process: nothing left to serve or stop
+        self.gave_up: str | None = None  # why sshd cannot be brought back (its port taken): not retried
 
     def start(self) -> Connection:
         """start_ssh() with the same arguments every time: the second call brings back what died."""
@@ -291,20 +292,26 @@ class _Server:
             # start_ssh()'s monitor gave up: the port is someone else's now, or another process
             # stopped the session. Trying again every interval would only fail the same way (and
             # restart sshd in a loop); `colab-ssh status` shows why it is down.
-            if not status.running:
-                self.lost = True
-                return connection
-            self.record(connection, status.monitor_error)
+            self.lost = not status.running
+            self._give_up(status.monitor_error)
+        if self.lost:
             return connection
-        if not (status.running and status.sshd_alive and status.tunnel_alive):
+        if self.gave_up is None and not (status.running and status.sshd_alive and status.tunnel_alive):
             print(f"{_now()} sshd or the tunnel stopped; bringing it back", flush=True)
             try:
                 connection = self.start()
+            except SessionLostError as error:  # the same verdict as the monitor's: say it, stop trying
+                self._give_up(str(error))
             except ColabSSHError as error:
                 last_error = str(error).splitlines()[0]
                 print(f"{_now()} could not bring it back: {last_error}", flush=True)
-        self.record(connection, last_error)
+        self.record(connection, self.gave_up or last_error)
         return connection
+
+    def _give_up(self, reason: str) -> None:
+        if self.gave_up is None:
+            self.gave_up = reason
+            print(f"{_now()} not trying again: {reason}", flush=True)
 
 
 def serve(

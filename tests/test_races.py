@@ -89,6 +89,17 @@ def password_login(ssh: SshClient, port: int, user: str, password: str) -> subpr
     return ssh.run(where, "id -un")  # type: ignore[arg-type]
 
 
+def wait_gone(pid: int) -> None:
+    """Until the process has exited (a zombie counts: its sockets are closed)."""
+    while True:
+        try:
+            if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()[0] == "Z":
+                return
+        except FileNotFoundError:
+            return
+        time.sleep(0.01)
+
+
 def sshd_listeners(state_dir: Path) -> list[int]:
     return [
         pid
@@ -186,11 +197,7 @@ def test_a_monitor_that_cannot_get_its_port_back_says_so_and_stops(test_user, po
         with open(state_dir / "state.lock", "a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             os.kill(listener, signal.SIGKILL)
-            while (
-                Path(f"/proc/{listener}/stat").exists()
-                and "Z" not in Path(f"/proc/{listener}/stat").read_text().rsplit(")", 1)[-1].split()[:1]
-            ):
-                time.sleep(0.01)
+            wait_gone(listener)
             squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             squatter.bind(("0.0.0.0", port))
             squatter.listen()
@@ -240,3 +247,34 @@ def test_owners_are_named_for_what_they_are():
     assert describe(supervisor) == "the colab-ssh supervisor"
     assert describe(["/usr/local/bin/colab-ssh", "start", "--foreground"]) == "`colab-ssh start --foreground`"
     assert describe(["python3", "train.py"]).startswith("a process running 'python3 train.py'")
+
+
+def test_colab_ssh_status_says_why_sshd_cannot_come_back(test_user, port, state_dir: Path):
+    started = cli("start", *local(test_user, port, state_dir), "--check-interval", "0.2")
+    assert started.returncode == 0, started.stderr
+    (listener,) = sshd_listeners(state_dir)
+    squatter = socket.socket()
+    try:
+        with open(state_dir / "state.lock", "a") as lock:  # the supervisor's repairs wait meanwhile
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            os.kill(listener, signal.SIGKILL)
+            wait_gone(listener)
+            squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            squatter.bind(("0.0.0.0", port))
+            squatter.listen()
+        deadline = time.monotonic() + 30
+        while "last error" not in (status := cli("status", "--state-dir", state_dir)).stdout:
+            assert time.monotonic() < deadline, status.stdout
+            time.sleep(0.1)
+
+        assert status.returncode == 1
+        assert f"down: sshd does not answer on port {port}" in status.stdout
+        assert f"port {port} is now used by another program" in status.stdout, status.stdout
+        log_size = (state_dir / "sshd.log").stat().st_size
+        time.sleep(1.0)  # five health checks
+        assert (state_dir / "sshd.log").stat().st_size == log_size
+        assert "Bind to" not in (state_dir / "sshd.log").read_text()
+        assert "restarts: 0;" in cli("status", "--state-dir", state_dir).stdout
+        assert (state_dir / "supervisor.log").read_text().count("not trying again") == 1
+    finally:
+        squatter.close()
