@@ -120,7 +120,10 @@ def check_login_user(user: object, *, login_defs: Path = _LOGIN_DEFS) -> pwd.str
             " log in as; pass a person's account (create one with `useradd -m -s /bin/bash NAME`),"
             " or leave user as 'root'."
         )
-    shell = account.pw_shell or "/bin/sh"  # passwd(5): an empty shell means /bin/sh
+    # sshd itself refuses an account whose shell is missing or not executable (allowed_user() in
+    # OpenSSH's auth.c; an empty shell means /bin/sh there and in passwd(5)); nologin and false
+    # are executable but exist to refuse.
+    shell = account.pw_shell or "/bin/sh"
     if Path(shell).name in _NO_LOGIN_SHELLS or not os.access(shell, os.X_OK):
         raise InvalidArgumentError(
             f"user {user!r} cannot log in: its shell is {shell}. Give it one"

@@ -13,7 +13,7 @@ import pytest
 from colab_ssh import PackageInstallError, SshdStartError, start_ssh
 from colab_ssh import core as core_module
 from colab_ssh.sshd_config import SshdSettings, render_sshd_config
-from colab_ssh.system import ensure_package, restore_file, write_file
+from colab_ssh.system import ensure_package, restore_file, tool_environment, write_file
 
 from .conftest import our_processes
 
@@ -145,3 +145,24 @@ def test_write_file_is_atomic_private_from_the_start_and_undoable(tmp_path):
     restore_file(target, None)
     assert not target.exists()
     assert list(target.parent.iterdir()) == []  # no temporary files left behind
+
+
+def test_an_environment_too_large_to_exec_is_a_clear_error_for_apt(tmp_path, monkeypatch):
+    """apt-get keeps the caller's environment (proxies, APT_CONFIG); one it cannot run with is an error."""
+    monkeypatch.setenv("CS_HUGE", "x" * 200_000)  # over MAX_ARG_STRLEN: execve fails with E2BIG
+
+    with pytest.raises(PackageInstallError, match=r"Could not run apt-get: .*Argument list too long"):
+        ensure_package(
+            "colab-ssh-no-such-program",
+            "no-such-package",
+            log_path=tmp_path / "apt.log",
+            policy_rc_d=tmp_path / "policy-rc.d",
+        )
+    assert not (tmp_path / "policy-rc.d").exists()
+
+
+def test_password_tools_run_with_a_small_environment(monkeypatch):
+    monkeypatch.setenv("CS_HUGE", "x" * 200_000)
+    environment = tool_environment()
+    assert "CS_HUGE" not in environment and environment["LC_ALL"] == "C"
+    assert set(environment) <= {"PATH", "LC_ALL", "TZ"}
