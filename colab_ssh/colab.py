@@ -57,8 +57,8 @@ def mount_drive(mount_point: str = DRIVE_MOUNT_POINT) -> str:
 
     Outside a notebook cell nobody can be asked: google.colab's drive.mount() sends its consent
     request through the notebook kernel (google/colab/drive.py, _message.send_request), which a
-    terminal or the supervisor does not have. There, an already mounted Drive is used as it is,
-    and otherwise we fail at once with the fix.
+    terminal or the supervisor does not have. An already mounted Drive is used as it is, in a
+    cell too (no second consent prompt); otherwise, outside a cell, we fail at once with the fix.
     """
     try:
         drive = _colab_module("drive")
@@ -67,9 +67,11 @@ def mount_drive(mount_point: str = DRIVE_MOUNT_POINT) -> str:
             "mount_drive=True needs Google Colab (google.colab is not importable here). On other"
             " machines, mount your storage yourself and leave mount_drive off."
         ) from None
+    if drive_mounted(mount_point):
+        # Even in a cell: drive.mount() asks for consent before it checks for a mount
+        # (google/colab/drive.py:133-143), so calling it again would prompt on every re-run.
+        return mount_point
     if not in_notebook():
-        if drive_mounted(mount_point):
-            return mount_point
         raise DriveNotMountedError(
             f"Google Drive is not mounted at {mount_point}, and only a notebook cell can mount it"
             f" (this is a terminal or a background process): {DRIVE_FIX}."

@@ -651,6 +651,37 @@ def test_the_stand_in_client_fails_like_the_real_one_for_an_unknown_host(edge):
     assert result.stderr.endswith("websocket: bad handshake\n")
 
 
+@pytest.mark.parametrize(
+    ("flag", "env", "config", "shown"),
+    [
+        (None, None, None, True),  # the default level is info
+        (None, "warn", None, False),  # $TUNNEL_LOGLEVEL
+        (None, None, "warn", False),  # the config file
+        (None, "info", "warn", True),  # the environment wins over the file
+        ("info", "warn", "warn", True),  # the command line wins over both
+    ],
+)
+def test_the_stand_in_resolves_settings_as_urfave_cli_does(
+    flag, env, config, shown, edge, tmp_path, monkeypatch
+):
+    """What the real cloudflared's flags do (cliutil/logger.go:27-32, urfave/cli altsrc/flag.go:108):
+    the quick tunnel's box is an info line, hidden at warn."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    if config:
+        (tmp_path / ".cloudflared").mkdir()
+        (tmp_path / ".cloudflared" / "config.yml").write_text(f"loglevel: {config}\n")
+    environ = {**os.environ, **({"TUNNEL_LOGLEVEL": env} if env else {})}
+    argv = [str(STAND_IN), "tunnel", *(["--loglevel", flag] if flag else []), "--url", "ssh://localhost:9"]
+    agent = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stderr=subprocess.PIPE, env=environ)
+    try:
+        wait_for(lambda: edge.live_hostnames() != [])
+    finally:
+        agent.terminate()
+        _out, err = agent.communicate(timeout=10)
+
+    assert ("Your quick Tunnel has been created!" in err.decode()) is shown
+
+
 def test_the_stand_in_reports_the_pinned_version():
     result = subprocess.run([str(STAND_IN), "--version"], capture_output=True, text=True, check=True)
 

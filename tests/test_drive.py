@@ -78,6 +78,13 @@ def test_outside_a_cell_a_mounted_drive_is_used_as_it_is(colab: ColabStub, mount
     assert colab.mounts == []  # nobody was asked
 
 
+def test_in_a_cell_a_mounted_drive_is_not_mounted_again(colab: ColabStub, mounted_drive):
+    """The real drive.mount() asks for consent before it looks for a mount (colabtools
+    google/colab/drive.py:133-143): a re-run must not ask again."""
+    assert colab_module.mount_drive(str(mounted_drive)) == str(mounted_drive)
+    assert colab.mounts == []
+
+
 def test_a_folder_that_is_not_a_mount_is_not_drive(colab: ColabStub, tmp_path):
     """A plain /content/drive/MyDrive folder (someone's mkdir) is not Drive: writing there would
     vanish with the runtime."""
