@@ -22,14 +22,15 @@ import contextlib
 import errno
 import fcntl
 import os
+import stat
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from .errors import ColabSSHError, StateDirBusyError
+from .errors import ColabSSHError, StateDirBusyError, UnsafePathError
 from .paths import Paths
 from .processes import ProcessRecord, command_line, read_record, same_process
-from .system import write_file
+from .safe_files import trusted_dir
 
 __all__ = ["LOCK_WAIT", "claim", "describe", "owned_by_us", "release", "require_no_other_owner", "state_lock"]
 
@@ -68,17 +69,28 @@ def state_lock(paths: Paths, *, timeout: float = LOCK_WAIT) -> Iterator[None]:
     nothing else there: a start refused at once leaves the machine as it was.
     """
     created = not paths.state_dir.is_dir()
-    paths.state_dir.mkdir(mode=0o755, parents=True, exist_ok=True)
-    try:
-        # No-follow: a link planted at the lock's name must not make root create or lock its target.
-        fd = os.open(paths.lock_file, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-    except OSError as error:
-        if error.errno == errno.ELOOP:
-            raise ColabSSHError(
-                f"{paths.lock_file} is a symbolic link; colab_ssh does not follow links in its state"
-                " folder. Remove it, or pick another state_dir."
-            ) from None
-        raise ColabSSHError(f"Cannot open the lock file {paths.lock_file}: {error.strerror}.") from None
+    with trusted_dir(paths.state_dir, create_mode=0o755) as folder:  # root's, closed to others
+        try:
+            # No-follow: a link planted at the lock's name must not make root create or lock its target.
+            fd = os.open(
+                paths.lock_file.name,
+                os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK,
+                0o600,
+                dir_fd=folder.fd,
+            )
+        except OSError as error:
+            if error.errno == errno.ELOOP:
+                raise UnsafePathError(
+                    f"{paths.lock_file} is a symbolic link; colab_ssh does not follow links in its state"
+                    " folder. Remove it and try again."
+                ) from None
+            raise ColabSSHError(f"Cannot open the lock file {paths.lock_file}: {error.strerror}.") from None
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode) or st.st_uid != 0 or st.st_nlink != 1:
+        os.close(fd)  # we write our record into it: never into a FIFO, a device or another name of a file
+        raise UnsafePathError(
+            f"{paths.lock_file} is not a plain file of root's with one name; remove it and try again."
+        )
     try:
         deadline = time.monotonic() + timeout
         while True:
@@ -147,7 +159,8 @@ def claim(paths: Paths) -> None:
     """Record this process as the folder's owner (under state_lock(), once its session is up)."""
     me = _me()
     if me is not None:
-        write_file(paths.owner_pid, me.to_text(), mode=0o600)
+        with trusted_dir(paths.state_dir) as folder:
+            folder.replace(paths.owner_pid.name, me.to_text(), mode=0o600)
 
 
 def release(paths: Paths) -> None:

@@ -30,7 +30,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from .system import write_file
+from .errors import UnsafePathError
+from .safe_files import trusted_dir
 
 __all__ = [
     "ProcessRecord",
@@ -131,19 +132,25 @@ def option_value(argv: Sequence[str], option: str) -> str | None:
 
 
 def record_process(pid_file: Path, pid: int, argv: Sequence[str]) -> ProcessRecord | None:
-    """Write the pid file for a process we just started with ``argv``; None, and no file, if it exited."""
+    """Write the pid file for a process we just started with ``argv``; None, and no file, if it exited.
+
+    Through safe_files: 0600, a new file renamed into place, never written through a link.
+    """
     record = ProcessRecord.of(pid, argv)
     if record is not None:
-        write_file(pid_file, record.to_text(), mode=0o600)
+        with trusted_dir(pid_file.parent, create_mode=0o755) as folder:
+            folder.replace(pid_file.name, record.to_text(), mode=0o600)
     return record
 
 
 def read_record(pid_file: Path) -> ProcessRecord | None:
+    """The record in a pid file; None if there is none, or it is not a record (never read through a link)."""
     try:
-        text = pid_file.read_text(errors="surrogateescape")
-    except OSError:
-        return None
-    return ProcessRecord.from_text(text)
+        with trusted_dir(pid_file.parent) as folder:
+            data = folder.read(pid_file.name)
+    except (OSError, UnsafePathError):
+        return None  # a missing folder, or a link or another account's file: no record of ours
+    return None if data is None else ProcessRecord.from_text(data.decode(errors="surrogateescape"))
 
 
 def same_process(record: ProcessRecord) -> bool:

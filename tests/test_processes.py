@@ -13,7 +13,10 @@ import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import pytest
+
 from colab_ssh import start_ssh, stop_ssh
+from colab_ssh.errors import UnsafePathError
 
 from .conftest import NgrokCloud, SshClient, our_processes
 from .test_cli import cli, saved_connection
@@ -167,3 +170,27 @@ def test_stop_ssh_removes_the_token_an_earlier_kernel_left(
     assert our_processes(state_dir) == []
     assert not (state_dir / "ngrok.yml").exists()
     assert not any(token.encode() in path.read_bytes() for path in state_dir.rglob("*") if path.is_file())
+
+
+def test_pid_files_and_the_lock_are_never_written_through_a_link(test_user, port, state_dir: Path, tmp_path):
+    victim = tmp_path / "root-only-file"
+    victim.write_text("precious\n")
+    victim.chmod(0o600)
+    state_dir.mkdir(parents=True)
+    for name in ("sshd.pid", "owner.pid"):
+        (state_dir / name).symlink_to(victim)
+
+    start_ssh(tunnel="none", port=port, user=test_user, state_dir=state_dir, quiet=True)
+
+    assert victim.read_text() == "precious\n"
+    for name in ("sshd.pid", "owner.pid"):
+        assert not (state_dir / name).is_symlink() and (state_dir / name).stat().st_mode & 0o777 == 0o600
+    stop_ssh(state_dir=state_dir)
+
+    (state_dir / "state.lock").unlink()
+    (state_dir / "state.lock").symlink_to(victim)
+    with pytest.raises(UnsafePathError, match=r"state\.lock is a symbolic link"):
+        start_ssh(tunnel="none", port=port, user=test_user, state_dir=state_dir, quiet=True)
+    assert victim.read_text() == "precious\n"
+    assert our_processes(state_dir) == []
+    (state_dir / "state.lock").unlink()  # stop_ssh() at teardown refuses the link too
