@@ -301,18 +301,18 @@ def _start(request: Request, progress: Progress, tunnel: Tunnel, keys: list[Publ
                 ) from error
             for path in saved:
                 undo.callback(path.unlink, missing_ok=True)
-        behind_tunnel = request.tunnel != "none"
+        listen_addresses = _listen_addresses(request)
+        behind_tunnel = bool(listen_addresses)
         settings = SshdSettings(
             disable_per_source_penalties=behind_tunnel and sshd_version(sshd_binary) >= (9, 8),
             host_keys=host_keys,
             user=request.user,
             password_login=password is not None,
-            listen_addresses=_listen_addresses(request),
+            listen_addresses=listen_addresses,
             environment=environment,
         )
         previous = write_file(paths.sshd_config, render_sshd_config(settings), mode=0o600)
         undo.callback(restore_file, paths.sshd_config, previous)
-        session_files.remove_legacy_profile(paths)
         undo.callback(session_files.remove_session_environment, paths)
         session_files.write_session_environment(paths, account, environment)
         paths.privsep_dir.mkdir(mode=0o755, parents=True, exist_ok=True)
@@ -355,6 +355,8 @@ def _start(request: Request, progress: Progress, tunnel: Tunnel, keys: list[Publ
             password_record.save(paths.password_record, replace(record, ours=ours))
         endpoint = open_checked(tunnel, request.port)
         undo.pop_all()
+    # Up: the world-readable script an earlier version left (not before: a failed start changes nothing).
+    session_files.remove_legacy_profile(paths)
 
     connection = Connection(
         host=endpoint.host,

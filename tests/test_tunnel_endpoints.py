@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from colab_ssh import TunnelError, core, ssh_status, start_ssh, stop_ssh
+from colab_ssh.paths import Paths
 from colab_ssh.system import local_address, read_password_hash
 from colab_ssh.tunnels import Endpoint, check_endpoint
 from colab_ssh.tunnels.cloudflared import CLIENT_HINTS, PROXY_COMMAND
@@ -102,7 +103,9 @@ def machine_state(state_dir: Path, user: str) -> dict[str, object]:
 
     return {
         "sshd_config": read(state_dir / "sshd_config"),
-        "profile": read(Path("/etc/profile.d/colab_ssh.sh")),
+        "profile": read(Paths(state_dir=state_dir).profile_script),
+        "session_environment": read(Paths(state_dir=state_dir).session_env_file),
+        "password_record": read(Paths(state_dir=state_dir).password_record),
         "password": read_password_hash(Path("/etc/shadow"), user),
         "processes": our_processes(state_dir),
     }
