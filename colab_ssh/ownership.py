@@ -32,7 +32,16 @@ from .paths import Paths
 from .processes import ProcessRecord, command_line, read_record, same_process
 from .safe_files import trusted_dir
 
-__all__ = ["LOCK_WAIT", "claim", "describe", "owned_by_us", "release", "require_no_other_owner", "state_lock"]
+__all__ = [
+    "LOCK_WAIT",
+    "claim",
+    "describe",
+    "open_lock_file",
+    "owned_by_us",
+    "release",
+    "require_no_other_owner",
+    "state_lock",
+]
 
 LOCK_WAIT = 30.0  # a start takes about a second warm; a first one that installs sshd can take longer
 _POLL = 0.05
@@ -61,6 +70,34 @@ def _holder_text(record: ProcessRecord | None) -> str:
     return f"pid {record.pid}, {describe(record.argv)}"
 
 
+def open_lock_file(path: Path) -> int:
+    """A descriptor of the lock file ``path`` (created 0600), in a folder root owns and others cannot write.
+
+    Never through a link, and only a plain file of root's with one name: its holder writes its
+    record into it, which must not land in a FIFO, a device or another name of some file.
+    """
+    with trusted_dir(path.parent, create_mode=0o755) as folder:
+        try:
+            fd = os.open(
+                path.name,
+                os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK,
+                0o600,
+                dir_fd=folder.fd,
+            )
+        except OSError as error:
+            if error.errno == errno.ELOOP:
+                raise UnsafePathError(
+                    f"{path} is a symbolic link; colab_ssh does not follow links in its state"
+                    " folder. Remove it and try again."
+                ) from None
+            raise ColabSSHError(f"Cannot open the lock file {path}: {error.strerror}.") from None
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode) or st.st_uid != 0 or st.st_nlink != 1:
+        os.close(fd)
+        raise UnsafePathError(f"{path} is not a plain file of root's with one name; remove it and try again.")
+    return fd
+
+
 @contextlib.contextmanager
 def state_lock(paths: Paths, *, timeout: float = LOCK_WAIT) -> Iterator[None]:
     """Hold the folder's lock; StateDirBusyError if someone else holds it for ``timeout`` seconds.
@@ -69,28 +106,7 @@ def state_lock(paths: Paths, *, timeout: float = LOCK_WAIT) -> Iterator[None]:
     nothing else there: a start refused at once leaves the machine as it was.
     """
     created = not paths.state_dir.is_dir()
-    with trusted_dir(paths.state_dir, create_mode=0o755) as folder:  # root's, closed to others
-        try:
-            # No-follow: a link planted at the lock's name must not make root create or lock its target.
-            fd = os.open(
-                paths.lock_file.name,
-                os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK,
-                0o600,
-                dir_fd=folder.fd,
-            )
-        except OSError as error:
-            if error.errno == errno.ELOOP:
-                raise UnsafePathError(
-                    f"{paths.lock_file} is a symbolic link; colab_ssh does not follow links in its state"
-                    " folder. Remove it and try again."
-                ) from None
-            raise ColabSSHError(f"Cannot open the lock file {paths.lock_file}: {error.strerror}.") from None
-    st = os.fstat(fd)
-    if not stat.S_ISREG(st.st_mode) or st.st_uid != 0 or st.st_nlink != 1:
-        os.close(fd)  # we write our record into it: never into a FIFO, a device or another name of a file
-        raise UnsafePathError(
-            f"{paths.lock_file} is not a plain file of root's with one name; remove it and try again."
-        )
+    fd = open_lock_file(paths.lock_file)
     try:
         deadline = time.monotonic() + timeout
         while True:

@@ -36,6 +36,7 @@ from .core import ssh_status, start_ssh, stop_ssh
 from .display import connection_display_suppressed
 from .environment import CALLER_PYTHONPATH
 from .errors import ColabSSHError, SessionLostError
+from .ownership import open_lock_file
 from .processes import record_process, running_record, start_time, supervisor_is_ours
 from .secret_text import conceal
 from .system import write_file
@@ -160,8 +161,7 @@ class StateFiles:
     @contextlib.contextmanager
     def locked(self) -> Iterator[None]:
         """One start or stop at a time: two supervisors would fight over the port and the files."""
-        self.state_dir.mkdir(mode=0o755, parents=True, exist_ok=True)
-        descriptor = os.open(self.lock, os.O_RDWR | os.O_CREAT, 0o600)  # not inherited by children
+        descriptor = open_lock_file(self.lock)  # no-follow, close-on-exec: not inherited by children
         try:
             fcntl.flock(descriptor, fcntl.LOCK_EX)
             yield

@@ -24,7 +24,7 @@ from colab_ssh.ownership import describe
 from .conftest import SshClient, our_processes
 from .test_cli import cli, local, saved_connection
 
-ROUNDS = 6
+ROUNDS = 10
 
 # A "notebook": starts when told, reports, then answers status/stop requests on stdin.
 KERNEL = r"""
