@@ -74,7 +74,9 @@ class SshStatus:
     tunnel_restarts: int = 0
     address_changed: datetime | None = None  # when the tunnel last came back at a new address
     monitoring: bool = False
-    monitor_error: str | None = None  # why the last attempt to bring something back failed
+    # Why the last attempt to bring something back failed; with monitoring False, why the monitor
+    # stopped for good (sshd's port taken by another program, or the session stopped elsewhere).
+    monitor_error: str | None = None
 
     @property
     def restarts(self) -> int:

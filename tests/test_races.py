@@ -278,3 +278,22 @@ def test_colab_ssh_status_says_why_sshd_cannot_come_back(test_user, port, state_
         assert (state_dir / "supervisor.log").read_text().count("not trying again") == 1
     finally:
         squatter.close()
+
+
+def test_a_start_after_the_owner_died_takes_over_cleanly(test_user, port, state_dir: Path, ssh: SshClient):
+    """A restarted kernel: the old one's sshd still runs, its owner is gone; the new start replaces it."""
+    kernel = Kernel(port, test_user, state_dir)
+    kernel.send("go")
+    first = kernel.answer()
+    assert first["ok"], first
+    (old_listener,) = sshd_listeners(state_dir)
+    kernel.process.kill()  # the kernel dies; its sshd lives on in its own session
+    kernel.process.communicate()
+
+    connection = start_ssh(tunnel="none", port=port, user=test_user, state_dir=state_dir, quiet=True)
+
+    assert sshd_listeners(state_dir) not in ([], [old_listener]) and len(sshd_listeners(state_dir)) == 1
+    assert json.loads((state_dir / "owner.pid").read_text())["pid"] == os.getpid()
+    login = password_login(ssh, port, test_user, connection.password or "")
+    assert login.returncode == 0 and login.stdout.strip() == test_user, login.stderr
+    assert password_login(ssh, port, test_user, str(first["password"])).returncode != 0
