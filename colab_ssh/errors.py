@@ -12,6 +12,7 @@ __all__ = [
     "ColabSSHError",
     "InvalidArgumentError",
     "KeySourceError",
+    "NgrokAgentVersionError",
     "NgrokAuthtokenError",
     "NgrokDownloadError",
     "NgrokSessionLimitError",
@@ -106,7 +107,20 @@ class AuthtokenMissingError(TunnelError):
 
 
 class NgrokAuthtokenError(TunnelError):
-    """ngrok rejected the authtoken (ERR_NGROK_105) or wants one (ERR_NGROK_4018)."""
+    """ngrok rejected the authtoken: malformed (ERR_NGROK_105), unknown, reset or revoked
+    (ERR_NGROK_107, ERR_NGROK_300), or it wants a verified account's token (ERR_NGROK_4018)."""
+
+
+class NgrokAgentVersionError(TunnelError):
+    """The ngrok agent on disk is too old for pyngrok 9 and could not be updated.
+
+    ``found`` is the version it reported (or None if it did not say), ``needed`` the oldest that works.
+    """
+
+    def __init__(self, message: str, *, found: str | None, needed: str) -> None:
+        super().__init__(message)
+        self.found = found
+        self.needed = needed
 
 
 class NgrokSessionLimitError(TunnelError):

@@ -133,9 +133,20 @@ class NgrokCloud:
     accounts: dict[str, dict[str, object]] = field(default_factory=dict)
 
     def add_account(
-        self, token: str, *, card: bool = True, max_sessions: int = 3, verified: bool = True
+        self,
+        token: str,
+        *,
+        card: bool = True,
+        max_sessions: int = 3,
+        verified: bool = True,
+        revoked: bool = False,
     ) -> str:
-        self.accounts[token] = {"card": card, "max_sessions": max_sessions, "verified": verified}
+        self.accounts[token] = {
+            "card": card,
+            "max_sessions": max_sessions,
+            "verified": verified,
+            "revoked": revoked,
+        }
         self.accounts_file.write_text(json.dumps(self.accounts))
         return token
 

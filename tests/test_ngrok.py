@@ -5,16 +5,21 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import signal
 import subprocess
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from pyngrok import installer
+from pyngrok import conf, installer
 
 from colab_ssh import (
     AuthtokenMissingError,
+    ColabSSHError,
+    NgrokAgentVersionError,
     NgrokAuthtokenError,
     NgrokDownloadError,
     NgrokSessionLimitError,
@@ -39,6 +44,51 @@ def agent_pids(state_dir: Path) -> list[int]:
 def assert_nothing_left(state_dir: Path) -> None:
     assert our_processes(state_dir) == []
     assert not (state_dir / "ngrok.pid").exists()
+
+
+def agent_of_version(directory: Path, version: str) -> Path:
+    """A copy of the stand-in agent that reports ``version``, as an older binary on disk would."""
+    copy = directory / "ngrok-bin" / "ngrok"
+    copy.parent.mkdir(parents=True, exist_ok=True)
+    text = STAND_IN_NGROK.read_text()
+    copy.write_text(re.sub(r'^VERSION = "[^"]*"', f'VERSION = "{version}"', text, count=1, flags=re.M))
+    copy.chmod(0o755)
+    return copy
+
+
+def version_of(agent: Path) -> str:
+    return subprocess.run(
+        [str(agent), "--version"], capture_output=True, text=True, timeout=10
+    ).stdout.strip()
+
+
+def returns_within(seconds: float, state_dir: Path, call: Callable[[], object]) -> BaseException | object:
+    """Run ``call`` on a thread: its result or exception, or a test failure if it hangs (the bug).
+
+    A hung start waits on the agent's output while holding pyngrok's process lock: the agent is
+    killed so that the thread ends and the tests after this one are not stuck behind it.
+    """
+    outcome: list[BaseException | object] = []
+
+    def run() -> None:
+        try:
+            outcome.append(call())
+        except BaseException as error:  # handed to the test
+            outcome.append(error)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    if thread.is_alive():
+        for pid in agent_pids(state_dir):
+            os.kill(pid, signal.SIGKILL)
+        thread.join(30)
+        pytest.fail(f"start_ssh() had not returned after {seconds} s")
+    return outcome[0]
+
+
+WELL_FORMED_UNKNOWN = "2wellFormedButUnknown77_AbCdEfGhIjKlMnOpQr"
+REVOKED = "2revokedTokenAbcdefgh_ijklmnopqrstuvw"
 
 
 def test_login_through_the_tunnel(test_user, port, state_dir, ngrok_cloud: NgrokCloud, ssh: SshClient):
@@ -125,12 +175,46 @@ def test_unknown_token_err_ngrok_105(test_user, port, state_dir, ngrok_cloud: Ng
     message = str(raised.value)
     assert "dashboard.ngrok.com/get-started/your-authtoken" in message
     assert token not in message  # the agent echoes it; we must not
-    assert raised.value.__cause__ is None and raised.value.__suppress_context__
+    assert raised.value.__cause__ is None and raised.value.__context__ is None  # nor pyngrok's error
     assert "Your authtoken" in (state_dir / "ngrok.log").read_text()  # the agent did echo it...
     for path in state_dir.rglob("*"):  # ...and no file keeps it
         assert not path.is_file() or token not in path.read_text(errors="replace"), path
     assert_nothing_left(state_dir)
     assert not (state_dir / "sshd.pid").exists()
+
+
+@pytest.mark.parametrize(
+    ("code", "make_token", "reason"),
+    [
+        ("ERR_NGROK_107", lambda cloud: WELL_FORMED_UNKNOWN, "well-formed, but was mistyped, reset"),
+        ("ERR_NGROK_300", lambda cloud: cloud.add_account(REVOKED, revoked=True), "revoked"),
+        ("ERR_NGROK_105", lambda cloud: "tok_short", "does not look like an ngrok authtoken"),
+    ],
+)  # fmt: skip
+def test_every_rejected_token_is_an_authtoken_error_with_advice(
+    code, make_token, reason, test_user, port, state_dir, ngrok_cloud: NgrokCloud
+):
+    token = make_token(ngrok_cloud)
+
+    with pytest.raises(NgrokAuthtokenError) as raised:
+        start_ngrok(test_user, port, state_dir, authtoken=token)
+
+    assert raised.value.code == code  # the raw code, for callers that branch on it
+    message = str(raised.value)
+    assert f"({code})" in message and reason in message
+    assert "dashboard.ngrok.com/get-started/your-authtoken" in message and "NGROK_AUTHTOKEN" in message
+    assert token not in message
+    for path in state_dir.rglob("*"):  # the agent echoed a 107 token in its log: no file keeps it
+        assert not path.is_file() or token not in path.read_text(errors="replace"), path
+    assert_nothing_left(state_dir)
+
+
+def test_other_ngrok_failures_keep_their_raw_code(test_user, port, state_dir, ngrok_cloud: NgrokCloud):
+    from colab_ssh.tunnels.ngrok import ngrok_error_for
+
+    error = ngrok_error_for("failed to start tunnel: something new\r\n\r\nERR_NGROK_9999\r\n", "tok")
+
+    assert type(error).__name__ == "TunnelError" and error.code == "ERR_NGROK_9999"
 
 
 def test_unverified_account_err_ngrok_4018(test_user, port, state_dir, ngrok_cloud: NgrokCloud):
@@ -252,3 +336,97 @@ def test_the_order_is_argument_environment_secret_prompt(colab: ColabStub):
     del colab.secrets["NGROK_AUTHTOKEN"]
     assert resolve_authtoken(None, {}, someone_to_ask=someone, ask=ask) == "from-prompt"
     assert asked and "authtoken" in asked[0]
+
+
+def test_an_old_agent_of_the_users_is_refused_before_it_starts(
+    test_user, port, state_dir, ngrok_cloud: NgrokCloud, tmp_path, monkeypatch
+):
+    """pyngrok 9 waited forever on an agent without /api/endpoints, and left it running."""
+    old = agent_of_version(tmp_path, "3.20.0")
+    monkeypatch.setenv("PYNGROK_NGROK_PATH", str(old))
+    token = ngrok_cloud.add_account("tok_old_agent_14")
+
+    raised = returns_within(60, state_dir, lambda: start_ngrok(test_user, port, state_dir, authtoken=token))
+
+    assert isinstance(raised, NgrokAgentVersionError), raised
+    message = str(raised)
+    assert "version 3.20.0" in message and "3.30.0 or newer" in message  # found, needed...
+    assert str(old) in message and "PYNGROK_NGROK_PATH" in message and "update" in message  # ...and the fix
+    assert (raised.found, raised.needed) == ("3.20.0", "3.30.0")
+    assert_nothing_left(state_dir)  # no agent, no sshd
+    assert not (state_dir / "ngrok.yml").exists()
+    assert version_of(old) == "ngrok version 3.20.0"  # the user's binary is theirs: not updated
+
+
+def test_an_old_pyngrok_managed_agent_is_updated_and_used(
+    test_user, port, state_dir, ngrok_cloud: NgrokCloud, tmp_path, monkeypatch, ssh: SshClient
+):
+    old = agent_of_version(tmp_path, "3.20.0")
+    monkeypatch.delenv("PYNGROK_NGROK_PATH")
+    monkeypatch.setattr(conf, "DEFAULT_NGROK_PATH", str(old))  # pyngrok's own agent, from an older run
+
+    connection = returns_within(
+        60,
+        state_dir,
+        lambda: start_ngrok(test_user, port, state_dir, authtoken=ngrok_cloud.add_account("tok_upd_15")),
+    )
+
+    assert not isinstance(connection, BaseException), connection
+    assert version_of(old) == "ngrok version 3.39.8"
+    assert ssh.run(connection, "true").returncode == 0
+
+
+def test_an_old_managed_agent_that_cannot_update_is_a_clear_error(
+    test_user, port, state_dir, ngrok_cloud: NgrokCloud, tmp_path, monkeypatch
+):
+    old = agent_of_version(tmp_path, "3.20.0")
+    monkeypatch.delenv("PYNGROK_NGROK_PATH")
+    monkeypatch.setattr(conf, "DEFAULT_NGROK_PATH", str(old))
+    monkeypatch.setenv("STAND_IN_NGROK_OFFLINE", "1")  # ngrok update cannot reach its server
+
+    raised = returns_within(
+        60,
+        state_dir,
+        lambda: start_ngrok(test_user, port, state_dir, authtoken=ngrok_cloud.add_account("tok_off_16")),
+    )
+
+    assert isinstance(raised, NgrokAgentVersionError), raised
+    message = str(raised)
+    assert "version 3.20.0" in message and "3.30.0" in message
+    assert "update.ngrok-agent.com" in message  # why the update failed
+    assert "internet access" in message and f"delete {old}" in message
+    assert_nothing_left(state_dir)
+
+
+def test_the_agent_gets_no_ngrok_variables_so_our_token_is_the_only_one(
+    test_user, port, state_dir, ngrok_cloud: NgrokCloud, monkeypatch, ssh: SshClient
+):
+    """The agent prefers NGROK_AUTHTOKEN from its environment over our config file."""
+    token = ngrok_cloud.add_account("tok_ours_17")
+    monkeypatch.setenv("NGROK_AUTHTOKEN", WELL_FORMED_UNKNOWN)  # a stale token of the user's
+    monkeypatch.setenv("NGROK_CONFIG", "/nonexistent/ngrok.yml")
+    monkeypatch.setenv("NGROK_SOME_FUTURE_SETTING", "x")
+
+    connection = start_ngrok(test_user, port, state_dir, authtoken=token)
+
+    assert ssh.run(connection, "true").returncode == 0
+    (agent,) = [
+        pid
+        for pid in agent_pids(state_dir)
+        if b"\0start\0--none" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    ]
+    names = [entry.split(b"=", 1)[0] for entry in Path(f"/proc/{agent}/environ").read_bytes().split(b"\0")]
+    assert names and not [name for name in names if name.startswith(b"NGROK_")]
+    assert b"PATH" in names  # the rest of the environment is kept (proxies, HOME, ...)
+    assert os.environ["NGROK_AUTHTOKEN"] == WELL_FORMED_UNKNOWN  # the caller's own environment is untouched
+
+
+def test_errors_are_colab_ssh_errors(
+    test_user, port, state_dir, ngrok_cloud: NgrokCloud, tmp_path, monkeypatch
+):
+    monkeypatch.setenv("PYNGROK_NGROK_PATH", str(agent_of_version(tmp_path, "2.3.40")))
+    token = ngrok_cloud.add_account("tok_v2_18")
+
+    raised = returns_within(60, state_dir, lambda: start_ngrok(test_user, port, state_dir, authtoken=token))
+
+    assert isinstance(raised, ColabSSHError) and "version 2.3.40" in str(raised), raised

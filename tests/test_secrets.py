@@ -11,6 +11,8 @@ import stat
 import subprocess
 import sys
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -130,3 +132,103 @@ def test_stop_ssh_removes_the_token_file(traced_start, state_dir):
     token = traced_start[0]
     assert not (state_dir / "ngrok.yml").exists()
     assert token.encode() not in (state_dir / "ngrok.log").read_bytes()
+
+
+# --- No raised error carries a secret: not in its message or args, and not in the exceptions it
+# --- chains to (__cause__, __context__). "raise ... from None" only hides __context__ from the
+# --- printed traceback; the object (pyngrok's exception quoting the agent's line that echoes a
+# --- rejected token) stays reachable to any handler, logger or debugger that walks the chain.
+
+CHAIN_PASSWORD = "Pw-Chain-S3cret-5150"
+
+
+def secrets_in_chain(error: BaseException, secrets: list[str]) -> list[str]:
+    """Where in the exception chain a secret appears: message, repr, args, attributes, notes."""
+    found: list[str] = []
+    seen: set[int] = set()
+    pending: list[BaseException | None] = [error]
+    while pending:
+        current = pending.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        texts = [str(current), repr(current), *map(repr, current.args), *map(repr, vars(current).values())]
+        texts += getattr(current, "__notes__", [])
+        for secret in secrets:
+            if any(secret in text for text in texts):
+                found.append(f"{type(current).__name__} holds {secret[:6]}...")
+        pending += [current.__cause__, current.__context__]
+    return found
+
+
+def test_the_chain_walk_finds_a_secret_in_a_hidden_context():
+    """The check itself can fail: a secret two links down, behind 'from None', is found."""
+    try:
+        try:
+            raise ValueError("agent said: Your authtoken: tok_hidden_99")
+        except ValueError:
+            raise KeyError("wrapped") from None
+    except KeyError as wrapped:
+        outer = RuntimeError("outer")
+        outer.__context__ = wrapped
+        assert secrets_in_chain(outer, ["tok_hidden_99"]) == ["ValueError holds tok_hi..."]
+        assert secrets_in_chain(outer, ["absent"]) == []
+
+
+def _old_agent(c: ChainCase) -> dict[str, object]:
+    from .test_ngrok import agent_of_version
+
+    c.monkeypatch.setenv("PYNGROK_NGROK_PATH", str(agent_of_version(c.tmp, "3.20.0")))
+    return {"authtoken": c.cloud.add_account("2chainOldAgentAbcdefgh_ijklmnopqrstuvw")}
+
+
+def _no_download(c: ChainCase) -> dict[str, object]:
+    from pyngrok import installer
+
+    c.monkeypatch.setenv("PYNGROK_NGROK_PATH", str(c.tmp / "bin" / "ngrok"))
+    c.monkeypatch.setattr(installer, "get_ngrok_cdn_url", lambda *_a, **_k: "http://127.0.0.1:9/ngrok.tgz")
+    return {"authtoken": c.cloud.add_account("2chainNoDownloadAbcdef_ghijklmnopqrstuv")}
+
+
+@dataclass
+class ChainCase:
+    tmp: Path
+    cloud: NgrokCloud
+    monkeypatch: pytest.MonkeyPatch
+
+
+CHAIN_CASES: dict[str, Callable[[ChainCase], dict[str, object]]] = {
+    "malformed token (105, echoed by the agent)": lambda c: {"authtoken": "tok_chain_S3cret_malformed"},
+    "unknown token (107, echoed by the agent)": lambda c: {
+        "authtoken": "2chainS3cretTokenAbcdef_GhIjKlMnOpQrStUv12"
+    },
+    "revoked token (300)": lambda c: {
+        "authtoken": c.cloud.add_account("2chainRevokedTokenAbcd_efghijklmnopqrstu", revoked=True)
+    },
+    "unverified account (4018)": lambda c: {
+        "authtoken": c.cloud.add_account("2chainUnverifiedAbcdefg_hijklmnopqrstuv", verified=False)
+    },
+    "no card for TCP (8013)": lambda c: {
+        "authtoken": c.cloud.add_account("2chainNoCardTokenAbcdef_ghijklmnopqrstuv", card=False)
+    },
+    "agent too old": _old_agent,
+    "agent download fails": _no_download,
+}
+
+
+@pytest.mark.parametrize("case", list(CHAIN_CASES), ids=list(CHAIN_CASES))
+def test_no_raised_error_chains_to_a_secret(
+    case, test_user, port, state_dir, tmp_path, ngrok_cloud: NgrokCloud, monkeypatch
+):
+    from colab_ssh import ColabSSHError, start_ssh
+
+    options = CHAIN_CASES[case](ChainCase(tmp_path, ngrok_cloud, monkeypatch))
+    token = str(options["authtoken"])
+
+    with pytest.raises(ColabSSHError) as raised:
+        start_ssh(
+            tunnel="ngrok", port=port, user=test_user, state_dir=state_dir, quiet=True,
+            password=CHAIN_PASSWORD, **options,
+        )  # fmt: skip
+
+    assert secrets_in_chain(raised.value, [token, CHAIN_PASSWORD]) == []

@@ -1,12 +1,20 @@
 """tunnel="ngrok": a TCP endpoint from ngrok, driven through pyngrok.
 
-Three things pyngrok would do by default that we avoid:
+Things pyngrok would do by default that we avoid:
 - it passes the authtoken as ``--authtoken`` on the agent's command line, where ``ps`` shows
   it to everyone; we put it in a 0600 config file instead;
-- the agent inherits the caller's stdin and stderr; a small launcher script gives it
-  /dev/null and a log file, so nobody reading our output through a pipe waits on the agent;
+- the agent inherits the caller's environment, stdin and stderr; a small launcher script removes
+  every ``NGROK_*`` variable (the agent takes its authtoken and other settings from them, and one
+  set there would win over our file, unredacted), and gives it /dev/null and a log file, so
+  nobody reading our output through a pipe waits on the agent;
 - its default config is built when pyngrok is imported, so ``PYNGROK_NGROK_PATH`` set later
-  is ignored; we build a config for every start.
+  is ignored; we build a config for every start;
+- it starts whatever agent is on disk. pyngrok 9 creates tunnels through the agent's
+  ``/api/endpoints`` (pyngrok 9.1.0 ngrok.py:390), which agents before 3.30 do not have
+  (https://ngrok.com/docs/agent/changelog/, "ngrok Agent 3.30.0"), and it waits for that path
+  to answer before it returns: it probes it (process.py:129) between blocking ``readline()``
+  calls on the agent's output (process.py:442), so an old agent that has logged its start-up
+  and gone quiet hangs it for good, still running. We ask the agent its version first.
 """
 
 from __future__ import annotations
@@ -17,6 +25,7 @@ import logging
 import os
 import re
 import shlex
+import subprocess
 from pathlib import Path
 from typing import cast
 from urllib.parse import urlsplit
@@ -28,9 +37,11 @@ from pyngrok.exception import (
     PyngrokNgrokHTTPError,
     PyngrokNgrokInstallError,
 )
+from pyngrok.ngrok import NgrokTunnel as PyngrokTunnel
 
 from ..authtoken import TOKEN_PAGE
 from ..errors import (
+    NgrokAgentVersionError,
     NgrokAuthtokenError,
     NgrokDownloadError,
     NgrokSessionLimitError,
@@ -43,9 +54,28 @@ from ..progress import Progress
 from ..system import write_file
 from . import Endpoint
 
-__all__ = ["NgrokTunnel", "ngrok_error_for"]
+__all__ = ["MIN_AGENT_VERSION", "NgrokTunnel", "ngrok_error_for"]
 
 _ERROR_CODE = re.compile(r"ERR_NGROK_\d+")
+# The first agent with /api/endpoints (see the module docstring).
+MIN_AGENT_VERSION = (3, 30, 0)
+# pyngrok reads the version the same way: ``ngrok --version`` -> "ngrok version X.Y.Z" (ngrok.py:590).
+_VERSION = re.compile(r"version (\d+)\.(\d+)(?:\.(\d+))?")
+_VERSION_TIMEOUT = 20.0  # seconds for ``ngrok --version``; a real agent answers at once
+_UPDATE_TIMEOUT = 120  # seconds for ``ngrok update`` (a download of ~10 MB)
+DOWNLOAD_PAGE = "https://ngrok.com/download"
+
+# Why ngrok refused the token, by its error code (https://ngrok.com/docs/errors/err_ngrok_105/,
+# .../err_ngrok_107/, .../err_ngrok_300/, .../err_ngrok_4018/).
+_AUTHTOKEN_REASONS = {
+    "ERR_NGROK_105": "it does not look like an ngrok authtoken (mistyped, or only part of it copied)",
+    "ERR_NGROK_107": (
+        "ngrok does not know it: it is well-formed, but was mistyped, reset or revoked, or belongs"
+        " to a team account you were removed from"
+    ),
+    "ERR_NGROK_300": "this authtoken credential was revoked",
+    "ERR_NGROK_4018": "ngrok needs the authtoken of a verified account, and none was accepted",
+}
 
 
 class _RedactSecret(logging.Filter):
@@ -67,9 +97,9 @@ def ngrok_error_for(detail: str, authtoken: str) -> TunnelError:
     detail = detail.replace(authtoken, "<authtoken>").strip()
     found = _ERROR_CODE.search(detail)
     code = found.group(0) if found else None
-    if code in ("ERR_NGROK_105", "ERR_NGROK_4018"):
+    if code in _AUTHTOKEN_REASONS:
         return NgrokAuthtokenError(
-            f"ngrok rejected the authtoken ({code}): it is missing, mistyped or revoked. Copy yours"
+            f"ngrok rejected the authtoken ({code}): {_AUTHTOKEN_REASONS[code]}. Copy yours"
             f" from {TOKEN_PAGE} (a free account is enough to get one) and pass"
             " start_ssh(authtoken=...), set NGROK_AUTHTOKEN, or store it as the Colab secret"
             " NGROK_AUTHTOKEN.",
@@ -93,6 +123,18 @@ def ngrok_error_for(detail: str, authtoken: str) -> TunnelError:
     return TunnelError(f"ngrok could not open the tunnel: {detail}", code=code)
 
 
+def _parse_version(output: str) -> tuple[int, int, int] | None:
+    found = _VERSION.search(output)
+    if found is None:
+        return None
+    major, minor, patch = found.groups()
+    return int(major), int(minor), int(patch or 0)
+
+
+def _shown(version: tuple[int, ...]) -> str:
+    return ".".join(map(str, version))
+
+
 def _http_error_detail(error: PyngrokNgrokHTTPError) -> str:
     try:
         body = json.loads(error.body)
@@ -100,6 +142,38 @@ def _http_error_detail(error: PyngrokNgrokHTTPError) -> str:
         return str(error.body)
     details = body.get("details") or {}
     return f"{body.get('msg', '')}: {details.get('err', '')}" if details else str(body)
+
+
+def render_launcher(agent: Path, log: Path) -> str:
+    """The script pyngrok runs as "ngrok": the real agent, without NGROK_* variables or a terminal.
+
+    ``update`` is bounded by coreutils' timeout: a self-update whose server never answers would
+    otherwise hold start_ssh() for good (pyngrok's update call has no time limit). Its stderr goes
+    to pyngrok, which quotes it in the error (it says why the update failed, and holds no token).
+    """
+    quoted_agent, quoted_log = shlex.quote(str(agent)), shlex.quote(str(log))
+    return (
+        "#!/bin/sh\n"
+        "# Written by colab_ssh: runs the ngrok agent with no terminal input, its stderr in a log,\n"
+        "# and no NGROK_* variables: the agent would take its authtoken and settings from them.\n"
+        "for name in $(env | sed -n 's/^\\(NGROK_[A-Za-z0-9_]*\\)=.*/\\1/p'); do unset \"$name\"; done\n"
+        'if [ "$1" = update ]; then\n'
+        f'  exec timeout {_UPDATE_TIMEOUT} {quoted_agent} "$@" </dev/null\n'
+        "fi\n"
+        f'exec {quoted_agent} "$@" </dev/null 2>>{quoted_log}\n'
+    )
+
+
+def _connect(config: conf.PyngrokConfig, local_port: int) -> PyngrokTunnel | str:
+    """pyngrok's connect(); on failure the agent's error text instead of pyngrok's exception."""
+    try:
+        return ngrok.connect(str(local_port), "tcp", pyngrok_config=config)
+    except PyngrokNgrokHTTPError as error:  # a subclass of PyngrokNgrokError: first
+        return _http_error_detail(error)
+    except PyngrokNgrokError as error:
+        return error.ngrok_error or str(error)
+    except PyngrokError as error:
+        return str(error)
 
 
 class NgrokTunnel:
@@ -128,17 +202,90 @@ class NgrokTunnel:
         """The real agent binary: PYNGROK_NGROK_PATH if set (read now, not at import), else pyngrok's."""
         return Path(os.environ.get("PYNGROK_NGROK_PATH") or conf.DEFAULT_NGROK_PATH)
 
+    @staticmethod
+    def _user_supplied() -> bool:
+        """An agent the user pointed us to is theirs to update; pyngrok's own we keep current."""
+        return bool(os.environ.get("PYNGROK_NGROK_PATH"))
+
     def _install_agent(self, agent: Path) -> None:
         if agent.exists():
             return
+        failure = None
         try:
             with self._progress.step("Downloading the ngrok agent (first run only)"):
                 installer.install_ngrok(str(agent))
         except (PyngrokNgrokInstallError, OSError) as error:
+            failure = str(error)
+        if failure is not None:  # raised here, not in the except block: no pyngrok error in __context__
             raise NgrokDownloadError(
-                f"Could not download the ngrok agent to {agent}: {error}. The runtime needs internet"
+                f"Could not download the ngrok agent to {agent}: {failure}. The runtime needs internet"
                 " access to ngrok's servers; or download the agent yourself and set PYNGROK_NGROK_PATH.",
-            ) from None
+            )
+
+    def _agent_version(self) -> tuple[tuple[int, int, int] | None, str]:
+        """(version, what it printed) from ``ngrok --version``, run through the launcher, bounded."""
+        try:
+            result = subprocess.run(
+                [str(self._paths.ngrok_launcher), "--version"],
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                text=True,
+                errors="replace",
+                timeout=_VERSION_TIMEOUT,
+                check=False,
+            )
+        except subprocess.TimeoutExpired:
+            return None, f"no answer to `ngrok --version` within {_VERSION_TIMEOUT:.0f} s"
+        except OSError as error:
+            return None, f"it could not be run ({error.strerror or error})"
+        output = (result.stdout + result.stderr).strip()
+        return _parse_version(output), output[:200] or f"`ngrok --version` exited with {result.returncode}"
+
+    def _update_agent(self) -> str | None:
+        """pyngrok's update call (it runs ``ngrok update``); returns why it failed, or None."""
+        config = conf.PyngrokConfig(
+            ngrok_path=str(self._paths.ngrok_launcher), config_path=str(self._paths.ngrok_config)
+        )
+        config.auth_token = None
+        config.api_key = None
+        try:
+            with self._progress.step("Updating the ngrok agent"):
+                ngrok.update(config)
+        except (PyngrokError, OSError, subprocess.SubprocessError) as error:
+            return str(error).replace(self._authtoken, "<authtoken>")
+        return None
+
+    def _check_agent_version(self, agent: Path) -> None:
+        """Refuse (or update) an agent without /api/endpoints before it is ever started."""
+        version, said = self._agent_version()
+        if version is not None and version >= MIN_AGENT_VERSION:
+            return
+        needed = _shown(MIN_AGENT_VERSION)
+        found = None if version is None else _shown(version)
+        what = f"version {found}" if found else f"of unknown version ({said})"
+        if self._user_supplied():
+            raise NgrokAgentVersionError(
+                f"The ngrok agent at {agent} (from PYNGROK_NGROK_PATH) is {what}; colab_ssh needs"
+                f" {needed} or newer, because pyngrok 9 opens tunnels through the agent's /api/endpoints,"
+                f" which older agents do not have. Update it (`{agent} update`), put a current agent"
+                f" from {DOWNLOAD_PAGE} there, or unset PYNGROK_NGROK_PATH so that pyngrok installs"
+                " and maintains its own.",
+                found=found,
+                needed=needed,
+            )
+        failure = self._update_agent()
+        version, said = self._agent_version()
+        if version is not None and version >= MIN_AGENT_VERSION:
+            return
+        found = None if version is None else _shown(version)
+        raise NgrokAgentVersionError(
+            f"The ngrok agent at {agent} is {what}, older than the {needed} colab_ssh needs, and"
+            f" updating it failed ({failure or 'it still reports ' + (found or said)}). The runtime"
+            f" needs internet access to ngrok's servers; or delete {agent} and run start_ssh() again"
+            " so that pyngrok downloads a current agent.",
+            found=found,
+            needed=needed,
+        )
 
     def _write_files(self, agent: Path) -> None:
         paths = self._paths
@@ -147,13 +294,7 @@ class NgrokTunnel:
             f'version: "3"\nagent:\n  authtoken: {json.dumps(self._authtoken)}\n',
             mode=0o600,
         )
-        write_file(
-            paths.ngrok_launcher,
-            "#!/bin/sh\n"
-            "# Written by colab_ssh: runs the ngrok agent with no terminal input and its stderr in a log.\n"
-            f'exec {shlex.quote(str(agent))} "$@" </dev/null 2>>{shlex.quote(str(paths.ngrok_log))}\n',
-            mode=0o700,
-        )
+        write_file(paths.ngrok_launcher, render_launcher(agent, paths.ngrok_log), mode=0o700)
         # The agent writes a rejected token to stderr: the log is private from its first byte.
         paths.ngrok_log.touch(mode=0o600)
         paths.ngrok_log.chmod(0o600)
@@ -163,6 +304,11 @@ class NgrokTunnel:
         self._install_agent(agent)
         self._write_files(agent)
         stop_recorded(self._paths.ngrok_pid, ngrok_agent_is_ours(self._paths.ngrok_config))
+        try:
+            self._check_agent_version(agent)
+        except NgrokAgentVersionError:
+            self._fail()
+            raise
         config = conf.PyngrokConfig(
             ngrok_path=str(self._paths.ngrok_launcher),
             config_path=str(self._paths.ngrok_config),
@@ -173,17 +319,12 @@ class NgrokTunnel:
         config.api_key = None
         self._config = config
         logging.getLogger("pyngrok.process.ngrok").addFilter(self._redact)
-        try:
-            tunnel = ngrok.connect(str(local_port), "tcp", pyngrok_config=config)
-        except PyngrokNgrokHTTPError as error:  # a subclass of PyngrokNgrokError: first
+        tunnel = _connect(config, local_port)
+        if isinstance(tunnel, str):
+            # Raised outside the except block on purpose: pyngrok's exception quotes the agent's
+            # error line, which echoes a rejected token, and would stay in __context__.
             self._fail()
-            raise ngrok_error_for(_http_error_detail(error), self._authtoken) from None
-        except PyngrokNgrokError as error:
-            self._fail()
-            raise ngrok_error_for(error.ngrok_error or str(error), self._authtoken) from None
-        except PyngrokError as error:
-            self._fail()
-            raise ngrok_error_for(str(error), self._authtoken) from None
+            raise ngrok_error_for(tunnel, self._authtoken)
         agent_process = process.get_process(config)
         launched = cast("list[str]", agent_process.proc.args)  # pyngrok passes an argv list
         record_process(self._paths.ngrok_pid, agent_process.proc.pid, launched)
