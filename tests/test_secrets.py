@@ -232,3 +232,29 @@ def test_no_raised_error_chains_to_a_secret(
         )  # fmt: skip
 
     assert secrets_in_chain(raised.value, [token, CHAIN_PASSWORD]) == []
+
+
+BAD_SECRETS: dict[str, dict[str, object]] = {
+    "token with a space": {"tunnel": "ngrok", "authtoken": "S3cret tokenvalue"},
+    "token with a newline": {"tunnel": "ngrok", "authtoken": "S3cret\ntokenvalue"},
+    "token with a control character": {"tunnel": "ngrok", "authtoken": "S3cret\x07tokenvalue"},
+    "token ngrok rejects": {"tunnel": "ngrok", "authtoken": "tok_S3cretRejected"},
+    "password with a newline": {"tunnel": "none", "password": "S3cret-pass\nword-9876"},
+    "password with a trailing space": {"tunnel": "none", "password": "S3cret-password-9876 "},
+    "password too short": {"tunnel": "none", "password": "S3c-1"},
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_SECRETS), ids=list(BAD_SECRETS))
+def test_a_refused_secret_is_not_in_the_error_or_its_chain(
+    case, test_user, port, state_dir, ngrok_cloud: NgrokCloud
+):
+    from colab_ssh import ColabSSHError, start_ssh
+
+    options = BAD_SECRETS[case]
+    secret = str(options.get("authtoken") or options.get("password"))
+
+    with pytest.raises(ColabSSHError) as raised:
+        start_ssh(port=port, user=test_user, state_dir=state_dir, quiet=True, **options)
+
+    assert secrets_in_chain(raised.value, [secret, secret.strip(), *secret.split()]) == []
