@@ -430,3 +430,19 @@ def test_errors_are_colab_ssh_errors(
     raised = returns_within(60, state_dir, lambda: start_ngrok(test_user, port, state_dir, authtoken=token))
 
     assert isinstance(raised, ColabSSHError) and "version 2.3.40" in str(raised), raised
+
+
+def test_an_agent_that_does_not_say_its_version_is_refused_with_what_it_said(
+    test_user, port, state_dir, ngrok_cloud: NgrokCloud, tmp_path, monkeypatch
+):
+    strange = tmp_path / "not-ngrok"
+    strange.write_text("#!/bin/sh\necho 'usage: something else entirely'\nexit 3\n")
+    strange.chmod(0o755)
+    monkeypatch.setenv("PYNGROK_NGROK_PATH", str(strange))
+    token = ngrok_cloud.add_account("tok_strange_19")
+
+    raised = returns_within(60, state_dir, lambda: start_ngrok(test_user, port, state_dir, authtoken=token))
+
+    assert isinstance(raised, NgrokAgentVersionError), raised
+    assert raised.found is None and "unknown version (usage: something else entirely)" in str(raised)
+    assert_nothing_left(state_dir)
