@@ -34,10 +34,10 @@ def cpu_s(pid):
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()
     return sum(int(value) for value in fields[11:15]) / os.sysconf("SC_CLK_TCK")  # incl. reaped children
 
-def pid_in(path):
+def pid_in(path):  # colab_ssh's pid files: {"pid": ..., "start_time": ..., "argv": [...]}
     try:
-        return int(Path(path).read_text().split()[0])
-    except (OSError, ValueError, IndexError):
+        return int(json.loads(Path(path).read_text())["pid"])
+    except (OSError, ValueError, KeyError, TypeError):
         return None
 
 options = json.loads(sys.argv[1])

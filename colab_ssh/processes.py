@@ -38,6 +38,7 @@ __all__ = [
     "cloudflared_is_ours",
     "command_line",
     "descendants",
+    "holds_open",
     "ngrok_agent_is_ours",
     "option_value",
     "read_record",
@@ -168,6 +169,21 @@ def same_process(record: ProcessRecord) -> bool:
     return len(live) > len(arguments) and live[len(live) - len(arguments) :] == arguments
 
 
+def holds_open(pid: int, path: Path) -> bool:
+    """Whether the process has ``path`` open (the same file: device and inode, not just its name)."""
+    try:
+        wanted = path.stat()
+        descriptors = list((_PROC / str(pid) / "fd").iterdir())
+    except OSError:
+        return False
+    for descriptor in descriptors:
+        with contextlib.suppress(OSError):
+            st = descriptor.stat()  # follows /proc's magic link to the open file itself
+            if (st.st_dev, st.st_ino) == (wanted.st_dev, wanted.st_ino):
+                return True
+    return False
+
+
 def _is_zombie(pid: int) -> bool:
     fields = _stat_fields(pid)
     return fields is None or fields[0] == "Z"
@@ -283,10 +299,12 @@ def cloudflared_is_ours(agent_pid_file: Path) -> Callable[[Sequence[str]], bool]
 
 
 def supervisor_is_ours(state_dir: Path) -> Callable[[Sequence[str]], bool]:
-    """``colab-ssh serve`` (or ``start --foreground``) for this state folder.
+    """``colab-ssh serve`` (or ``start --foreground``) for this state folder, by its command line.
 
     Run as ``python -m colab_ssh`` or as the ``colab-ssh`` script (``python3 /usr/bin/colab-ssh``).
-    A relative --state-dir cannot be compared from here, so it is accepted.
+    A relative --state-dir cannot be compared from here, so it is accepted. (A script that calls
+    ``colab_ssh.cli.main(["start", "--foreground"])`` has its own command line: the supervisor
+    module knows it by the file it keeps open instead.)
     """
 
     def check(argv: Sequence[str]) -> bool:

@@ -37,7 +37,7 @@ from .display import connection_display_suppressed
 from .environment import CALLER_PYTHONPATH
 from .errors import ColabSSHError, SessionLostError
 from .ownership import open_lock_file
-from .processes import record_process, running_record, start_time, supervisor_is_ours
+from .processes import holds_open, read_record, record_process, same_process, start_time, supervisor_is_ours
 from .secret_text import conceal
 from .system import write_file
 
@@ -171,10 +171,24 @@ class StateFiles:
     def record_pid(self, pid: int, argv: Sequence[str]) -> None:
         record_process(self.pid, pid, argv)
 
+    @property
+    def serving(self) -> Path:
+        """Kept open by the process serving this folder (the supervisor, or ``start --foreground``)."""
+        return self.state_dir / "serving.lock"
+
     def running_pid(self) -> int | None:
-        """The supervisor's pid if it still runs: the same process (start time, argv), and a supervisor."""
-        record = running_record(self.pid, supervisor_is_ours(self.state_dir))
-        return None if record is None else record.pid
+        """The supervisor's pid if it still runs: the recorded process (pid, start time, argv), and ours.
+
+        Ours: its command line is ``colab_ssh serve`` for this folder (as we spawn it), or it
+        holds serving.lock open (a foreground server, whatever script runs it). A pid file naming
+        any other process, even with its true start time, names no supervisor.
+        """
+        record = read_record(self.pid)
+        if record is None or not same_process(record):
+            return None
+        if supervisor_is_ours(self.state_dir)(record.argv) or holds_open(record.pid, self.serving):
+            return record.pid
+        return None
 
     def forget_own_pid(self) -> None:
         """Remove the pid file if it names this process (never another supervisor's)."""
@@ -330,6 +344,8 @@ def serve(
     our output (the supervisor's log, which ``start`` relays). ``quiet``: not even those.
     """
     with contextlib.ExitStack() as stack:
+        # Held open while serving: how `stop` and `status` know this process as ours (running_pid).
+        stack.callback(os.close, open_lock_file(files.serving))
         if not show_details:
             stack.enter_context(connection_display_suppressed())
         server = _Server(options, secrets, files, quiet=quiet)

@@ -21,6 +21,8 @@ from colab_ssh.errors import UnsafePathError
 from .conftest import NgrokCloud, SshClient, our_processes
 from .test_cli import cli, saved_connection
 
+EXAMPLES = Path(__file__).parent.parent / "examples"
+
 # The pid files colab_ssh keeps in the state folder, and the path each program's command line names.
 PID_FILES = {
     "sshd.pid": "sshd_config",
@@ -194,3 +196,26 @@ def test_pid_files_and_the_lock_are_never_written_through_a_link(test_user, port
     assert victim.read_text() == "precious\n"
     assert our_processes(state_dir) == []
     (state_dir / "state.lock").unlink()  # stop_ssh() at teardown refuses the link too
+
+
+def test_colab_ssh_stop_ends_a_foreground_server_whatever_script_runs_it(test_user, port, state_dir: Path):
+    """Its command line is the script's, not `colab-ssh`: it is known by the serving.lock it keeps open."""
+    script = subprocess.Popen(
+        [sys.executable, str(EXAMPLES / "ssh_on_a_vm.py"), "--tunnel", "none", "--port", str(port),
+         "--user", test_user, "--state-dir", str(state_dir)],
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert script.stdout is not None
+        while not (line := script.stdout.readline()).startswith("Serving until Ctrl-C"):
+            assert line, script.stderr.read() if script.stderr else ""
+
+        assert "is up" in cli("status", "--state-dir", state_dir).stdout
+        stopped = cli("stop", "--state-dir", state_dir)
+
+        assert stopped.returncode == 0 and "Stopped." in stopped.stdout, stopped.stderr
+        assert script.wait(timeout=60) == 0
+        assert our_processes(state_dir) == []
+    finally:
+        script.kill()
+        script.communicate()
