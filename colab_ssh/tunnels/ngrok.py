@@ -164,16 +164,21 @@ def render_launcher(agent: Path, log: Path) -> str:
     )
 
 
-def _connect(config: conf.PyngrokConfig, local_port: int) -> PyngrokTunnel | str:
-    """pyngrok's connect(); on failure the agent's error text instead of pyngrok's exception."""
+def _connect(config: conf.PyngrokConfig, local_port: int, authtoken: str) -> PyngrokTunnel | TunnelError:
+    """pyngrok's connect(); on failure our error (token redacted) instead of pyngrok's exception.
+
+    The error is returned, not raised: raised here, it would keep pyngrok's exception, which quotes
+    the agent's line echoing a rejected token, in its ``__context__``. Nothing that holds the raw
+    text outlives this frame, so a traceback printed with its local variables does not show it.
+    """
     try:
         return ngrok.connect(str(local_port), "tcp", pyngrok_config=config)
     except PyngrokNgrokHTTPError as error:  # a subclass of PyngrokNgrokError: first
-        return _http_error_detail(error)
+        return ngrok_error_for(_http_error_detail(error), authtoken)
     except PyngrokNgrokError as error:
-        return error.ngrok_error or str(error)
+        return ngrok_error_for(error.ngrok_error or str(error), authtoken)
     except PyngrokError as error:
-        return str(error)
+        return ngrok_error_for(str(error), authtoken)
 
 
 class NgrokTunnel:
@@ -319,12 +324,10 @@ class NgrokTunnel:
         config.api_key = None
         self._config = config
         logging.getLogger("pyngrok.process.ngrok").addFilter(self._redact)
-        tunnel = _connect(config, local_port)
-        if isinstance(tunnel, str):
-            # Raised outside the except block on purpose: pyngrok's exception quotes the agent's
-            # error line, which echoes a rejected token, and would stay in __context__.
+        tunnel = _connect(config, local_port, self._authtoken)
+        if isinstance(tunnel, TunnelError):
             self._fail()
-            raise ngrok_error_for(tunnel, self._authtoken)
+            raise tunnel
         agent_process = process.get_process(config)
         launched = cast("list[str]", agent_process.proc.args)  # pyngrok passes an argv list
         record_process(self._paths.ngrok_pid, agent_process.proc.pid, launched)
