@@ -30,6 +30,8 @@ BAD_ENDPOINTS: list[tuple[str, object, str]] = [
     ("label ending in a hyphen", Endpoint("bad-.example.com", 22), "host"),
     ("underscore in the host", Endpoint("bad_name.example.com", 22), "host"),
     ("bracketed IPv6", Endpoint("[::1]", 22), "host"),
+    ("newline in an IPv6 zone", Endpoint("fe80::1%eth0\nProxyCommand touch x", 22), "host"),
+    ("space in an IPv6 zone", Endpoint("fe80::1% -oProxyCommand=x", 22), "host"),
     ("host not a string", Endpoint(b"example.com", 22), "host"),  # type: ignore[arg-type]
     ("port zero", Endpoint("example.com", 0), "port"),
     ("port above 65535", Endpoint("example.com", 65536), "port"),
@@ -55,6 +57,7 @@ GOOD_ENDPOINTS = [
     Endpoint("2001:db8::1", 65535),
     Endpoint("localhost", 2222),
     Endpoint("host.example.", 22),
+    Endpoint("fe80::1%eth0", 22),
 ]
 
 
@@ -114,7 +117,8 @@ def machine_state(state_dir: Path, user: str) -> dict[str, object]:
 @pytest.mark.parametrize(
     ("name", "endpoint", "field"),
     [case for case in BAD_ENDPOINTS if case[0] in {
-        "newline then ProxyCommand in the host", "port as text with a newline", "port above 65535",
+        "newline then ProxyCommand in the host", "newline in an IPv6 zone", "port as text with a newline",
+        "port above 65535",
         "proxy command on two lines", "hint on two lines", "not an Endpoint at all",
     }],
     ids=lambda value: value if isinstance(value, str) else "",

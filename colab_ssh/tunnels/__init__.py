@@ -58,13 +58,19 @@ _LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
 _MAX_TEXT = 1000  # a proxy command or hint longer than this is not something we print
 
 
+# An IP literal: digits, hex, dots and colons, and for IPv6 an optional zone ("%eth0"). Checked
+# before ipaddress, which takes anything after "%" as the zone, newlines and spaces included.
+_IP_CHARACTERS = re.compile(r"[0-9A-Fa-f:.]+(?:%[A-Za-z0-9_.-]+)?")
+
+
 def _is_host(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        pass
-    else:
-        return True
+    if _IP_CHARACTERS.fullmatch(host):
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            pass
+        else:
+            return True
     name = host[:-1] if host.endswith(".") else host
     return 0 < len(name) <= 253 and all(_LABEL.fullmatch(label) for label in name.split("."))
 
