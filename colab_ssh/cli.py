@@ -28,7 +28,7 @@ from .authtoken import ENV_NAME, TOKEN_PAGE, resolve_authtoken
 from .connection import render_details
 from .core import stop_ssh
 from .errors import AuthtokenMissingError, ColabSSHError
-from .paths import Paths
+from .paths import Paths, canonical_folder
 from .platform import Platform, detect_platform
 from .processes import command_line, ngrok_agent_is_ours, running_record, sshd_is_ours
 from .request import NGROK_REGIONS, TUNNEL_NAMES
@@ -403,6 +403,10 @@ def _validate(parser: argparse.ArgumentParser, arguments: argparse.Namespace) ->
         parser.error("name a command: start, stop or status")
     if arguments.command == "start" and arguments.authtoken_stdin and arguments.tunnel != "ngrok":
         arguments.command_parser.error("--authtoken-stdin goes with --tunnel ngrok")
+    if getattr(arguments, "state_dir", None) is not None:
+        # Resolved once, here: the supervisor runs in / and `stop` may be typed elsewhere, through
+        # a link or with ~; every process must name the same folder.
+        arguments.state_dir = str(canonical_folder(arguments.state_dir, "--state-dir", trusted=False))
 
 
 def _report(error: BaseException, debug: bool) -> None:

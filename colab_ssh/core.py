@@ -6,7 +6,6 @@ import contextlib
 import logging
 import os
 import pwd
-import shutil
 import socket
 import threading
 from collections.abc import Callable, Sequence
@@ -24,11 +23,12 @@ from .host_keys import host_key_fingerprints, prepare_host_keys, system_host_key
 from .keys import PublicKey, fetch_github_keys, install_authorized_keys, parse_public_key
 from .monitor import Monitor
 from .ownership import claim, owned_by_us, release, require_no_other_owner, state_lock
-from .paths import Paths
+from .paths import Paths, canonical_folder
 from .platform import default_workdir, detect_platform
 from .processes import ngrok_agent_is_ours, stop_recorded
 from .progress import Progress
 from .request import Request, check_request
+from .safe_files import trusted_dir
 from .secret_text import conceal, reveal
 from .sshd import (
     SshdProcess,
@@ -46,6 +46,7 @@ from .system import (
     find_program,
     generate_password,
     read_password_hash,
+    remove_file,
     restore_file,
     set_password_hash,
     write_file,
@@ -87,9 +88,16 @@ class _Session:
     """The sshd and tunnel this process runs, and the connection details they give."""
 
     def __init__(
-        self, request: Request, sshd: SshdProcess, tunnel: Tunnel, connection: Connection, sshd_binary: str
+        self,
+        request: Request,
+        sshd: SshdProcess,
+        tunnel: Tunnel,
+        connection: Connection,
+        sshd_binary: str,
+        sshd_config_text: str,
     ) -> None:
         self.request = request
+        self.sshd_config_text = sshd_config_text  # what a revived sshd must run, byte for byte
         self.sshd = sshd
         self.tunnel = tunnel
         self.connection = connection
@@ -181,6 +189,7 @@ class _Session:
                     self.request.port,
                     paths.sshd_log,
                     pid_file=paths.sshd_pid,
+                    config_text=self.sshd_config_text,
                 )
             except SshdStartError:
                 if port_in_use(self.request.port):  # taken between the check and the bind
@@ -302,7 +311,7 @@ def _start(request: Request, progress: Progress, tunnel: Tunnel, keys: list[Publ
                     " Pick a folder you can write to (is Drive mounted?)."
                 ) from error
             for path in saved:
-                undo.callback(path.unlink, missing_ok=True)
+                undo.callback(remove_file, path)
         listen_addresses = _listen_addresses(request)
         behind_tunnel = bool(listen_addresses)
         settings = SshdSettings(
@@ -313,11 +322,12 @@ def _start(request: Request, progress: Progress, tunnel: Tunnel, keys: list[Publ
             listen_addresses=listen_addresses,
             environment=environment,
         )
-        previous = write_file(paths.sshd_config, render_sshd_config(settings), mode=0o600)
-        undo.callback(restore_file, paths.sshd_config, previous)
+        config_text = render_sshd_config(settings)
+        previous = write_file(paths.sshd_config, config_text, mode=0o600)
+        undo.callback(restore_file, paths.sshd_config, previous, mode=0o600)
         undo.callback(session_files.remove_session_environment, paths)
         session_files.write_session_environment(paths, account, environment)
-        paths.privsep_dir.mkdir(mode=0o755, parents=True, exist_ok=True)
+        trusted_dir(paths.privsep_dir, create_mode=0o755).close()  # sshd checks it is root's too
 
         # What an earlier start (maybe in another process) changed is put back first, so that
         # the hash recorded below is the account's own.
@@ -336,18 +346,20 @@ def _start(request: Request, progress: Progress, tunnel: Tunnel, keys: list[Publ
                 set_password_hash(request.user, "*")
                 undo.callback(set_password_hash, request.user, old_hash)
             home = Path(account.pw_dir)
-            previous_keys, created_dir = install_authorized_keys(home, account.pw_uid, account.pw_gid, keys)
-            if created_dir:
-                undo.callback(shutil.rmtree, home / ".ssh", ignore_errors=True)
-            else:
-                undo.callback(restore_file, home / ".ssh" / "authorized_keys", previous_keys)
+            installed = install_authorized_keys(home, account.pw_uid, account.pw_gid, keys)
+            undo.callback(installed.undo)
         else:
             password_change = PasswordChange(request.user, password)  # hashes while sshd starts
             undo.callback(_restore_password, password_change, old_hash)
 
         validate_config(sshd_binary, paths.sshd_config, request.port)
         sshd = SshdProcess.launch(
-            sshd_binary, paths.sshd_config, request.port, paths.sshd_log, pid_file=paths.sshd_pid
+            sshd_binary,
+            paths.sshd_config,
+            request.port,
+            paths.sshd_log,
+            pid_file=paths.sshd_pid,
+            config_text=config_text,
         )
         undo.callback(sshd.stop)
         if password_change is not None:
@@ -372,7 +384,7 @@ def _start(request: Request, progress: Progress, tunnel: Tunnel, keys: list[Publ
         proxy_command=endpoint.proxy_command,
         client_hints=endpoint.client_hints,
     )
-    return _Session(request, sshd, tunnel, connection, sshd_binary)
+    return _Session(request, sshd, tunnel, connection, sshd_binary, config_text)
 
 
 def start_ssh(
@@ -495,7 +507,7 @@ def stop_ssh(*, state_dir: str | os.PathLike[str] | None = None) -> None:
     global _session, _lost
     from .supervisor import StateFiles, stop_supervisor  # here: supervisor imports this module
 
-    asked = None if state_dir is None else Path(state_dir).absolute()
+    asked = None if state_dir is None else canonical_folder(state_dir, "state_dir", trusted=False)
     with _lock:
         ours = (
             _session if _session is not None and asked in (None, _session.request.paths.state_dir) else None
@@ -516,8 +528,8 @@ def stop_ssh(*, state_dir: str | os.PathLike[str] | None = None) -> None:
         stop_stale_cloudflared(paths)
         # Files holding a secret that a dead owner (a restarted kernel, a supervisor killed with
         # SIGKILL) could not remove: the ngrok token, and the password in connection.json.
-        paths.ngrok_config.unlink(missing_ok=True)
-        StateFiles(paths.state_dir).connection.unlink(missing_ok=True)
+        remove_file(paths.ngrok_config)
+        remove_file(StateFiles(paths.state_dir).connection)
         session_files.remove_session_environment(paths)
         password_record.restore(paths.password_record, paths.shadow_file)
         release(paths)  # a live owner elsewhere finds its session gone and stops its monitor

@@ -11,35 +11,47 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import shutil
+import os
+import stat
 import subprocess
 import tempfile
 from pathlib import Path
 
 from .connection import HostKey
 from .errors import InvalidArgumentError
-from .system import tool_environment, write_file
+from .paths import STATE_DIR_MODE
+from .safe_files import TrustedDir, check_folder, trusted_dir
+from .system import tool_environment
 
 __all__ = ["KINDS", "check_saved_host_keys", "host_key_fingerprints", "prepare_host_keys", "system_host_keys"]
 
 KINDS = ("ed25519", "ecdsa", "rsa")
+ED25519 = "ssh_host_ed25519_key"
+_NAMES = tuple(f"ssh_host_{kind}_key" for kind in KINDS)
 
 
-def _key_files(directory: Path) -> list[Path]:
-    return [
-        directory / f"ssh_host_{kind}_key" for kind in KINDS if (directory / f"ssh_host_{kind}_key").exists()
-    ]
+def _generate_ed25519(ssh_keygen: str) -> tuple[bytes, bytes]:
+    """A new key pair (private, public), made in a private temporary folder and read back.
+
+    ssh-keygen follows links when it writes, so it only ever writes in a folder of its own;
+    our copies are then written through safe_files.
+    """
+    with tempfile.TemporaryDirectory() as private:  # 0700, a random name made exclusively
+        path = Path(private) / "key"
+        subprocess.run(
+            [ssh_keygen, "-q", "-t", "ed25519", "-N", "", "-C", "colab_ssh", "-f", str(path)],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            check=True,
+        )
+        return path.read_bytes(), path.with_suffix(".pub").read_bytes()
 
 
-def _generate_ed25519(path: Path, ssh_keygen: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    subprocess.run(
-        [ssh_keygen, "-q", "-t", "ed25519", "-N", "", "-C", "colab_ssh", "-f", str(path)],
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        check=True,
-        env=tool_environment(),  # the caller's may be too big to exec
-    )
+def _is_file(folder: TrustedDir, name: str) -> bool:
+    try:
+        return stat.S_ISREG(os.lstat(name, dir_fd=folder.fd).st_mode)
+    except FileNotFoundError:
+        return False
 
 
 def system_host_keys(keys_dir: Path, ssh_keygen: str = "ssh-keygen") -> list[Path]:
@@ -48,10 +60,14 @@ def system_host_keys(keys_dir: Path, ssh_keygen: str = "ssh-keygen") -> list[Pat
     Ed25519 alone is fast to make and every OpenSSH client since 2014 speaks it; RSA and
     ECDSA keys already present are used too.
     """
-    ed25519 = keys_dir / "ssh_host_ed25519_key"
-    if not ed25519.exists():
-        _generate_ed25519(ed25519, ssh_keygen)
-    return [path for path in _key_files(keys_dir) if path.with_suffix(".pub").exists()]
+    with trusted_dir(keys_dir, create_mode=0o755) as folder:
+        if folder.read(ED25519) is None:
+            private, public = _generate_ed25519(ssh_keygen)
+            folder.replace(f"{ED25519}.pub", public, mode=0o644)
+            folder.replace(ED25519, private, mode=0o600)
+        return [
+            keys_dir / name for name in _NAMES if _is_file(folder, name) and _is_file(folder, f"{name}.pub")
+        ]
 
 
 def _public_half(private_key: Path, ssh_keygen: str) -> str:
@@ -71,18 +87,36 @@ def _public_half(private_key: Path, ssh_keygen: str) -> str:
     return result.stdout.strip()
 
 
+def _saved_keys(folder: TrustedDir) -> dict[str, bytes]:
+    """The private keys in host_keys_dir, read without following links (a link there is refused).
+
+    The .pub names are looked at too: a link planted there is refused rather than replaced.
+    """
+    saved = {}
+    for name in _NAMES:
+        data = folder.read(name)
+        folder.read(f"{name}.pub")
+        if data is not None:
+            saved[name] = data
+    return saved
+
+
 def check_saved_host_keys(persist_dir: Path, ssh_keygen: str = "ssh-keygen") -> None:
-    """Refuse a host_keys_dir that is not a folder or holds a damaged key, before anything changes."""
-    if persist_dir.exists() and not persist_dir.is_dir():
-        raise InvalidArgumentError(f"host_keys_dir {persist_dir} is a file, not a folder.")
-    if not persist_dir.is_dir():
+    """Refuse a host_keys_dir that is not a trusted folder or holds a damaged key, before anything changes.
+
+    Nothing is written there: each key is checked from a private copy.
+    """
+    if not check_folder(persist_dir):
         return
-    with tempfile.TemporaryDirectory() as private:  # 0700: a safe place for a copy of the key
-        for saved in _key_files(persist_dir):
-            probe = Path(private) / saved.name
-            shutil.copyfile(saved, probe)
-            probe.chmod(0o600)  # ssh-keygen refuses keys others can read; Drive shows 0700 or 0644
-            _public_half(probe, ssh_keygen)
+    with (
+        trusted_dir(persist_dir) as folder,
+        tempfile.TemporaryDirectory() as private,
+        trusted_dir(private) as probes,
+    ):
+        for name, data in _saved_keys(folder).items():
+            # ssh-keygen refuses keys others can read; Drive shows 0700 or 0644
+            probes.replace(name, data, mode=0o600)
+            _public_half(Path(private) / name, ssh_keygen)
 
 
 def prepare_host_keys(
@@ -91,28 +125,30 @@ def prepare_host_keys(
     """Private 0600 copies of the saved keys for sshd, or a new key saved to ``persist_dir``.
 
     Returns sshd's key paths and the files newly created in ``persist_dir`` (to undo on failure).
+    Every file is read and written through safe_files: no link in either folder is followed.
     """
-    saved = _key_files(persist_dir)
-    created: list[Path] = []
-    if not saved:
-        fresh = sshd_keys_dir / "ssh_host_ed25519_key"
-        fresh.unlink(missing_ok=True)
-        fresh.with_suffix(".pub").unlink(missing_ok=True)
-        _generate_ed25519(fresh, ssh_keygen)
-        persist_dir.mkdir(parents=True, exist_ok=True)
-        for source in (fresh, fresh.with_suffix(".pub")):
-            target = persist_dir / source.name
-            shutil.copyfile(source, target)
-            target.chmod(0o600)
-            created.append(target)
-        return [fresh], created
-    copies = []
-    for source in saved:
-        copy = sshd_keys_dir / source.name
-        write_file(copy, source.read_text(), mode=0o600)
-        write_file(copy.with_suffix(".pub"), _public_half(copy, ssh_keygen) + "\n", mode=0o644)
-        copies.append(copy)
-    return copies, created
+    with (
+        trusted_dir(persist_dir, create_mode=0o700) as saved_dir,
+        trusted_dir(sshd_keys_dir.parent, create_mode=STATE_DIR_MODE) as state,
+        state.subdir(sshd_keys_dir.name, mode=0o700) as ours,
+    ):
+        saved = _saved_keys(saved_dir)
+        if not saved:
+            private, public = _generate_ed25519(ssh_keygen)
+            ours.replace(ED25519, private, mode=0o600)
+            ours.replace(f"{ED25519}.pub", public, mode=0o644)
+            saved_dir.replace(ED25519, private, mode=0o600)
+            created = [persist_dir / ED25519]
+            saved_dir.replace(f"{ED25519}.pub", public, mode=0o600)
+            created.append(persist_dir / f"{ED25519}.pub")
+            return [sshd_keys_dir / ED25519], created
+        copies = []
+        for name, data in saved.items():
+            ours.replace(name, data, mode=0o600)
+            copy = sshd_keys_dir / name
+            ours.replace(f"{name}.pub", _public_half(copy, ssh_keygen) + "\n", mode=0o644)
+            copies.append(copy)
+        return copies, []
 
 
 def host_key_fingerprints(private_keys: list[Path]) -> tuple[HostKey, ...]:

@@ -7,18 +7,28 @@ options such as ``command=...``, private keys) is refused with a message saying 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import socket
+import stat
 import subprocess
+import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .errors import InvalidArgumentError, KeySourceError
-from .system import tool_environment, write_file
+from .safe_files import trusted_dir
+from .system import tool_environment
+
+if TYPE_CHECKING:
+    import urllib.request
 
 __all__ = [
     "GITHUB_URL_ENV",
+    "InstalledKeys",
     "PublicKey",
     "fetch_github_keys",
     "merge_authorized_keys",
@@ -40,6 +50,14 @@ KEY_TYPES = (
 GITHUB_URL_ENV = "COLAB_SSH_GITHUB_URL"  # the base URL, for tests: a local stand-in for github.com
 _GITHUB_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9]|-(?=[A-Za-z0-9])){0,38}\Z")
 _PRIVATE_MARKERS = ("PRIVATE KEY-----", "PuTTY-User-Key-File")
+AUTHORIZED_KEYS = "authorized_keys"
+MAX_KEY_FILE = 64 * 1024  # a .pub file holds a line or a few; anything larger is not one
+# GitHub's <user>.keys: one fetch may take this long in all (each read has its own, shorter timeout,
+# which a server sending a byte at a time would otherwise restart forever), and may list this
+# many keys (each is checked by running ssh-keygen; real accounts have a handful).
+GITHUB_DEADLINE = 20.0
+GITHUB_MAX_KEYS = 100
+GITHUB_MAX_BYTES = 256 * 1024
 
 
 @dataclass(frozen=True)
@@ -59,8 +77,14 @@ def _describe(source: str) -> str:
     return f"The public key from {source}"
 
 
-def parse_public_key(text: str, source: str, ssh_keygen: str = "ssh-keygen") -> PublicKey:
-    """One OpenSSH public-key line, checked by ssh-keygen; anything else is refused, saying why."""
+def parse_public_key(
+    text: str, source: str, ssh_keygen: str = "ssh-keygen", *, echo: bool = True
+) -> PublicKey:
+    """One OpenSSH public-key line, checked by ssh-keygen; anything else is refused, saying why.
+
+    Without ``echo`` (text read from a file) no part of the text goes into an error message:
+    root can read any file, and the first word of /etc/shadow is part of root's password hash.
+    """
     what = _describe(source)
     stripped = text.strip()
     if not stripped:
@@ -82,13 +106,15 @@ def parse_public_key(text: str, source: str, ssh_keygen: str = "ssh-keygen") -> 
     kind = fields[0]
     if kind not in KEY_TYPES:
         if "=" in kind or "," in kind or '"' in kind:
+            shown = f" ({kind[:40]!r})" if echo else ""
             raise InvalidArgumentError(
-                f"{what} starts with authorized_keys options ({kind[:40]!r}); pass the bare key"
+                f"{what} starts with authorized_keys options{shown}; pass the bare key"
                 " (type, base64, comment) without options."
             )
         hint = " DSA keys are disabled in OpenSSH; make an Ed25519 key:" if kind == "ssh-dss" else ""
+        shown = f" ({kind[:40]!r})" if echo else ""
         raise InvalidArgumentError(
-            f"{what} is not of a supported type ({kind[:40]!r}).{hint} Supported: {', '.join(KEY_TYPES)}."
+            f"{what} is not of a supported type{shown}.{hint} Supported: {', '.join(KEY_TYPES)}."
             " Make one with `ssh-keygen -t ed25519`."
         )
     if len(fields) < 2:
@@ -109,6 +135,24 @@ def parse_public_key(text: str, source: str, ssh_keygen: str = "ssh-keygen") -> 
     return PublicKey(kind, fields[1], fields[2] if len(fields) > 2 else "")
 
 
+def _read_key_file(path: Path) -> str:
+    """The text of a .pub file: a plain file, at most MAX_KEY_FILE bytes (never a FIFO or a device)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
+    except (OSError, ValueError):  # ValueError: a NUL in the path
+        raise InvalidArgumentError(f"public_key names a file that does not exist: {path!r}.") from None
+    with os.fdopen(fd, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise InvalidArgumentError(f"public_key names {path}, which is not a plain file.")
+        data = handle.read(MAX_KEY_FILE + 1)
+    if len(data) > MAX_KEY_FILE:
+        raise InvalidArgumentError(
+            f"{path} is larger than {MAX_KEY_FILE // 1024} KiB, so it is not a .pub file;"
+            " pass your public key."
+        )
+    return data.decode(errors="replace")
+
+
 def read_key_argument(value: str | os.PathLike[str], ssh_keygen: str = "ssh-keygen") -> list[PublicKey]:
     """One ``public_key=`` entry: a key line, or the path of a .pub file (one key per line)."""
     text = os.fspath(value)
@@ -121,9 +165,7 @@ def read_key_argument(value: str | os.PathLike[str], ssh_keygen: str = "ssh-keyg
     )
     if looks_like_path:
         path = Path(text).expanduser()
-        if not path.is_file():
-            raise InvalidArgumentError(f"public_key names a file that does not exist: {path}.")
-        content = path.read_text(errors="replace")
+        content = _read_key_file(path)
         if any(marker in content for marker in _PRIVATE_MARKERS):
             raise InvalidArgumentError(
                 f"{path} is a private key: pass the public half, {path}.pub, instead (and keep the"
@@ -132,7 +174,7 @@ def read_key_argument(value: str | os.PathLike[str], ssh_keygen: str = "ssh-keyg
         lines = [line for line in content.splitlines() if line.strip() and not line.lstrip().startswith("#")]
         if not lines:
             raise InvalidArgumentError(f"{path} holds no public key.")
-        return [parse_public_key(line, str(path), ssh_keygen) for line in lines]
+        return [parse_public_key(line, str(path), ssh_keygen, echo=False) for line in lines]
     return [parse_public_key(text, "public_key", ssh_keygen)]
 
 
@@ -145,16 +187,66 @@ def check_github_user(name: str) -> str:
     return name
 
 
-def fetch_github_keys(name: str, *, base_url: str | None = None, timeout: float = 10.0) -> list[PublicKey]:
-    """The keys GitHub publishes at https://github.com/<name>.keys."""
-    import urllib.error  # here: importing urllib costs start-up time that only this fetch needs
+def _deadline_opener(sockets: list[socket.socket]) -> urllib.request.OpenerDirector:
+    """A urllib opener that records each connection's socket, so a watchdog can cut it at the deadline."""
+    import http.client
     import urllib.request
+
+    class _Http(http.client.HTTPConnection):
+        def connect(self) -> None:
+            super().connect()
+            sockets.append(self.sock)
+
+    class _Https(http.client.HTTPSConnection):
+        def connect(self) -> None:
+            super().connect()
+            sockets.append(self.sock)
+
+    class _HttpHandler(urllib.request.HTTPHandler):
+        def http_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
+            return self.do_open(_Http, req)
+
+    class _HttpsHandler(urllib.request.HTTPSHandler):
+        def https_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
+            return self.do_open(_Https, req)
+
+    return urllib.request.build_opener(_HttpHandler, _HttpsHandler)
+
+
+def _too_slow(url: str, deadline: float) -> KeySourceError:
+    return KeySourceError(
+        f"{url} did not send the keys within {deadline:.0f} s; try again, or pass public_key=."
+    )
+
+
+def fetch_github_keys(
+    name: str,
+    *,
+    base_url: str | None = None,
+    timeout: float = 10.0,
+    deadline: float = GITHUB_DEADLINE,
+    max_keys: int = GITHUB_MAX_KEYS,
+) -> list[PublicKey]:
+    """The keys GitHub publishes at https://github.com/<name>.keys, within ``deadline`` seconds in all."""
+    import urllib.error  # here: importing urllib costs start-up time that only this fetch needs
 
     base = (base_url or os.environ.get(GITHUB_URL_ENV) or "https://github.com").rstrip("/")
     url = f"{base}/{name}.keys"
+    sockets: list[socket.socket] = []
+    expired = threading.Event()
+
+    def cut() -> None:  # runs in the timer's thread: unblocks any read the fetch is waiting in
+        expired.set()
+        for sock in list(sockets):
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+    watchdog = threading.Timer(deadline, cut)
+    watchdog.daemon = True
+    watchdog.start()
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 - http(s) URL built here
-            body = response.read(1_000_000).decode("utf-8", errors="replace")
+        with _deadline_opener(sockets).open(url, timeout=min(timeout, deadline)) as response:
+            body = response.read(GITHUB_MAX_BYTES + 1)
     except urllib.error.HTTPError as error:
         if error.code == 404:
             raise KeySourceError(
@@ -163,17 +255,36 @@ def fetch_github_keys(name: str, *, base_url: str | None = None, timeout: float 
         raise KeySourceError(
             f"Fetching {url} failed with HTTP {error.code}; try again, or pass public_key=."
         ) from None
-    except (urllib.error.URLError, OSError) as error:
+    except Exception as error:  # a cut connection fails in many ways (OSError, HTTPException)
+        if expired.is_set():
+            raise _too_slow(url, deadline) from None
+        if not isinstance(error, OSError):
+            raise KeySourceError(
+                f"Fetching {url} failed ({error}); try again, or pass public_key=."
+            ) from None
         reason = getattr(error, "reason", error)
         raise KeySourceError(
             f"Could not reach {url} ({reason}). The runtime needs internet access to fetch GitHub keys;"
             " or pass public_key= with your key."
         ) from None
-    lines = [line for line in body.splitlines() if line.strip()]
+    finally:
+        watchdog.cancel()
+    if expired.is_set():
+        raise _too_slow(url, deadline)
+    if len(body) > GITHUB_MAX_BYTES:
+        raise KeySourceError(
+            f"{url} sent more than {GITHUB_MAX_BYTES // 1024} KiB; that is not a list of keys."
+        )
+    lines = [line for line in body.decode("utf-8", errors="replace").splitlines() if line.strip()]
     if not lines:
         raise KeySourceError(
             f"GitHub user {name!r} has no public SSH keys ({url} is empty). Add one at"
             " https://github.com/settings/keys, or pass public_key=."
+        )
+    if len(lines) > max_keys:
+        raise KeySourceError(
+            f"{url} lists {len(lines)} keys; colab_ssh takes at most {max_keys}. Pass the keys you use"
+            " with public_key= instead."
         )
     return [parse_public_key(line, f"GitHub user {name!r}") for line in lines]
 
@@ -193,19 +304,45 @@ def merge_authorized_keys(existing: str, keys: Iterable[PublicKey]) -> str:
     return "\n".join(lines) + "\n" if lines else ""
 
 
-def install_authorized_keys(
-    home: Path, uid: int, gid: int, keys: Sequence[PublicKey]
-) -> tuple[bytes | None, bool]:
+@dataclass(frozen=True)
+class InstalledKeys:
+    """What install_authorized_keys() changed, so that a failed start can put it back."""
+
+    home: Path
+    uid: int
+    gid: int
+    previous: bytes | None  # authorized_keys before (None: there was none)
+    created_dir: bool  # ~/.ssh was made by us
+
+    def undo(self) -> None:
+        """Put the old authorized_keys back; remove ~/.ssh only if we made it and it is empty again.
+
+        Root never recurses through the user's folder (a link planted there would be followed):
+        only the file we wrote is removed, by name, relative to the folder's descriptor.
+        """
+        with trusted_dir(self.home, owner=self.uid) as home:
+            try:
+                ssh_dir = home.subdir(".ssh", uid=self.uid, gid=self.gid, create=False)
+            except FileNotFoundError:
+                return
+            with ssh_dir:
+                ssh_dir.restore(AUTHORIZED_KEYS, self.previous, mode=0o600, uid=self.uid, gid=self.gid)
+            if self.created_dir:
+                home.remove_dir(".ssh")
+
+
+def install_authorized_keys(home: Path, uid: int, gid: int, keys: Sequence[PublicKey]) -> InstalledKeys:
     """Add keys to ~/.ssh/authorized_keys (0700 dir, 0600 file, owned by the user; sshd's StrictModes).
 
-    Returns what is needed to undo it: the previous bytes, and whether ~/.ssh was created.
+    The user owns their home and may plant links in it, so every step goes through safe_files:
+    a home or ~/.ssh that is a link, belongs to someone else or is writable by others is refused
+    (UnsafePathError), authorized_keys is read without following a link, and the new one is a
+    file with a random name created exclusively, owned by the user and 0600 before it holds a
+    byte, then renamed over the old one. Returns what is needed to undo it.
     """
-    ssh_dir = home / ".ssh"
-    created_dir = not ssh_dir.exists()
-    ssh_dir.mkdir(mode=0o700, exist_ok=True)
-    os.chown(ssh_dir, uid, gid)
-    authorized = ssh_dir / "authorized_keys"
-    existing = authorized.read_text(errors="replace") if authorized.exists() else ""
-    previous = write_file(authorized, merge_authorized_keys(existing, keys), mode=0o600)
-    os.chown(authorized, uid, gid)
-    return previous, created_dir
+    with trusted_dir(home, owner=uid) as home_dir, home_dir.subdir(".ssh", uid=uid, gid=gid) as ssh_dir:
+        created_dir = ssh_dir.created
+        existing = ssh_dir.read(AUTHORIZED_KEYS)
+        text = merge_authorized_keys((existing or b"").decode(errors="replace"), keys)
+        ssh_dir.replace(AUTHORIZED_KEYS, text, mode=0o600, uid=uid, gid=gid)
+    return InstalledKeys(home, uid, gid, existing, created_dir)

@@ -3,10 +3,40 @@
 from __future__ import annotations
 
 import hashlib
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["Paths"]
+from .errors import InvalidArgumentError
+from .safe_files import check_folder, check_path_text
+
+__all__ = ["STATE_DIR_MODE", "Paths", "canonical_folder"]
+
+# The state folder is created root-owned and 0755: nobody else can change what is in it, and the
+# login user may still reach a file made readable for them; everything secret inside is 0600.
+STATE_DIR_MODE = 0o755
+
+
+def canonical_folder(value: str | os.PathLike[str], name: str, *, trusted: bool = True) -> Path:
+    """The one form of a folder argument used everywhere: ``~`` expanded, absolute, links resolved.
+
+    start_ssh(), stop_ssh() and the command line all go through here, so a folder reached through
+    a link, relative to the current directory or under ``~`` names the same state everywhere (the
+    supervisor runs in ``/``). With ``trusted`` (every folder root will write in), the path must be
+    one sshd_config token, and it and every folder above it must be root's and closed to others
+    (links on the way only root's): checked before the links are resolved, and nothing is created.
+    """
+    text = os.fspath(value)
+    if "\0" in text:
+        raise InvalidArgumentError(f"{name} {text!r} contains a NUL character; pass a real folder path.")
+    path = Path(text).expanduser().absolute()
+    if trusted:
+        check_path_text(str(path), name)
+        check_folder(path)
+    real = Path(os.path.realpath(path))
+    if trusted:
+        check_path_text(str(real), name)
+    return real
 
 
 @dataclass(frozen=True)

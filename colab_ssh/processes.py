@@ -32,6 +32,7 @@ from pathlib import Path
 
 from .errors import UnsafePathError
 from .safe_files import trusted_dir
+from .system import remove_file
 
 __all__ = [
     "ProcessRecord",
@@ -259,7 +260,7 @@ def stop_recorded(pid_file: Path, ours: Callable[[Sequence[str]], bool]) -> bool
         for child in dict.fromkeys([*below, *late, *descendants(*late)]):
             terminate_pid(child, timeout=1.0)
         stopped = True
-    pid_file.unlink(missing_ok=True)
+    remove_file(pid_file)
     return stopped
 
 

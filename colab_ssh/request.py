@@ -12,7 +12,7 @@ from .authtoken import check_authtoken
 from .errors import InvalidArgumentError
 from .host_keys import check_saved_host_keys
 from .keys import PublicKey, check_github_user, read_key_argument
-from .paths import Paths
+from .paths import Paths, canonical_folder
 from .secret_text import SecretText
 from .tunnels import Tunnel
 
@@ -160,12 +160,18 @@ def _check_port(port: object) -> int:
 
 
 def _check_folder(value: object, name: str) -> Path:
+    """A folder root writes in: canonical (see canonical_folder), trusted, and not a file."""
     if not isinstance(value, str | os.PathLike) or not os.fspath(value):
         raise InvalidArgumentError(f"{name} must be a folder path, not {value!r}.")
-    path = Path(value).expanduser().absolute()
-    if path.exists() and not path.is_dir():
+    if isinstance(os.fspath(value), bytes):
+        raise InvalidArgumentError(f"{name} must be a text path, not bytes.")
+    text = os.fspath(value)
+    if "\0" in text:
+        raise InvalidArgumentError(f"{name} {text!r} contains a NUL character; pass a real folder path.")
+    path = Path(text).expanduser()
+    if path.exists() and not path.is_dir():  # a file is named as such, before the owner checks
         raise InvalidArgumentError(f"{name} {path} is a file, not a folder.")
-    return path
+    return canonical_folder(text, name)
 
 
 def _check_keys(public_key: object) -> tuple[PublicKey, ...]:
@@ -226,7 +232,7 @@ def check_request(
             "password= and public keys exclude each other: with a key, password login is switched off."
             " Pass one or the other."
         )
-    paths = Paths() if state_dir is None else Paths(state_dir=_check_folder(state_dir, "state_dir"))
+    paths = Paths(state_dir=_check_folder(Paths().state_dir if state_dir is None else state_dir, "state_dir"))
     saved_keys = None
     if host_keys_dir is not None:
         saved_keys = _check_folder(host_keys_dir, "host_keys_dir")

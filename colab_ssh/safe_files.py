@@ -23,7 +23,7 @@ from pathlib import Path
 
 from .errors import UnsafePathError
 
-__all__ = ["TrustedDir", "check_path_text", "trusted_dir"]
+__all__ = ["TrustedDir", "check_folder", "check_path_text", "trusted_dir"]
 
 ROOT = 0
 _MAX_LINKS = 40  # as the kernel's own limit on links followed while resolving one path
@@ -35,7 +35,7 @@ def check_path_text(value: str, what: str) -> None:
     bad = [ch for ch in value if not ch.isprintable() or ch.isspace()]
     if bad:
         raise UnsafePathError(
-            f"{what} {value!r} contains {'a space' if bad[0] == ' ' else 'a control character'};"
+            f"{what} {value!r} contains {'a space' if bad[0].isspace() else 'a control character'};"
             " sshd's config cannot hold it safely. Pick a folder whose path has neither."
         )
 
@@ -51,6 +51,7 @@ class TrustedDir:
         self.path = path  # canonical: no links, no '..'
         self.fd = fd
         self.owner = owner
+        self.created = False  # whether subdir() made it just now
 
     def __enter__(self) -> TrustedDir:
         return self
@@ -165,13 +166,21 @@ class TrustedDir:
             raise
         return fd
 
-    def subdir(self, name: str, *, mode: int = 0o700, uid: int = ROOT, gid: int = ROOT) -> TrustedDir:
-        """The folder ``name`` inside this one, created with ``mode`` if missing; it must be this owner's."""
-        try:
-            os.mkdir(name, mode, dir_fd=self.fd)
-            created = True
-        except FileExistsError:
-            created = False
+    def subdir(
+        self, name: str, *, mode: int = 0o700, uid: int = ROOT, gid: int = ROOT, create: bool = True
+    ) -> TrustedDir:
+        """The folder ``name`` inside this one, created with ``mode`` if missing; it must be ``uid``'s.
+
+        Without ``create`` a missing folder raises FileNotFoundError. ``created`` on the result
+        says whether this call made it (so an undo removes only what we made).
+        """
+        created = False
+        if create:
+            try:
+                os.mkdir(name, mode, dir_fd=self.fd)
+                created = True
+            except FileExistsError:
+                pass
         fd = _open_dir(self.fd, name, self.path / name)
         try:
             if created:
@@ -181,7 +190,14 @@ class TrustedDir:
         except BaseException:
             os.close(fd)
             raise
-        return TrustedDir(self.path / name, fd, uid)
+        folder = TrustedDir(self.path / name, fd, uid)
+        folder.created = created
+        return folder
+
+    def remove_dir(self, name: str) -> None:
+        """Remove the empty folder ``name`` (a link or a folder with anything in it stays)."""
+        with contextlib.suppress(FileNotFoundError, NotADirectoryError, OSError):
+            os.rmdir(name, dir_fd=self.fd)
 
 
 def _open_dir(parent_fd: int, name: str, where: Path) -> int:
@@ -215,7 +231,15 @@ def _check_dir(st: os.stat_result, where: Path, owner: int, *, final: bool) -> N
         )
 
 
-def _walk(path: Path, owner: int, create_mode: int | None, create_uid: int, create_gid: int) -> TrustedDir:
+def _walk(
+    path: Path,
+    owner: int,
+    create_mode: int | None,
+    create_uid: int,
+    create_gid: int,
+    *,
+    missing_ok: bool = False,
+) -> TrustedDir | None:
     if not path.is_absolute():
         raise UnsafePathError(f"{path} is not an absolute path.")
     check_path_text(str(path), "The folder")
@@ -237,6 +261,8 @@ def _walk(path: Path, owner: int, create_mode: int | None, create_uid: int, crea
             try:
                 st = os.lstat(name, dir_fd=stack[-1])
             except FileNotFoundError:
+                if missing_ok:
+                    return None  # every folder that exists on the way is trusted
                 if create_mode is None:
                     raise UnsafePathError(f"{here} does not exist.") from None
                 os.mkdir(name, create_mode, dir_fd=stack[-1])
@@ -290,4 +316,19 @@ def trusted_dir(
     otherwise a missing folder is an error. Close the result (it is a context manager).
     """
     gid = ROOT if create_gid is None else create_gid
-    return _walk(Path(path).absolute(), owner, create_mode, owner, gid)
+    found = _walk(Path(path).absolute(), owner, create_mode, owner, gid)
+    assert found is not None  # noqa: S101 - only missing_ok returns None
+    return found
+
+
+def check_folder(path: str | os.PathLike[str], *, owner: int = ROOT) -> bool:
+    """Whether the folder exists; raise UnsafePathError if it, or a folder above it, is not trusted.
+
+    Changes nothing: for checking an argument before anything on the machine is touched.
+    A missing folder is fine (False) when every folder that does exist above it is trusted.
+    """
+    found = _walk(Path(path).absolute(), owner, None, owner, ROOT, missing_ok=True)
+    if found is None:
+        return False
+    found.close()
+    return True

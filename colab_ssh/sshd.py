@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import socket
 import subprocess
@@ -18,12 +19,13 @@ from .processes import (
     stop_recorded,
     terminate_pid,
 )
-from .system import tail, tool_environment
+from .system import open_log, read_file, remove_file, tail, tool_environment, write_file
 
 __all__ = [
     "SshdProcess",
     "answers_banner",
     "descendants",
+    "ensure_config",
     "port_in_use",
     "require_free_port",
     "session_members",
@@ -98,6 +100,17 @@ def stop_stale_sshd(pid_file: Path, config: Path) -> bool:
     return stop_recorded(pid_file, sshd_is_ours(config))
 
 
+def ensure_config(config: Path, text: str) -> None:
+    """Make ``config`` hold exactly ``text``: read without following a link, rewritten if it differs.
+
+    sshd is only ever started from a config we just wrote or checked byte for byte, so a file
+    changed behind our back (by anyone, through any bug) is never what a restarted sshd runs.
+    """
+    wanted = text.encode()
+    if read_file(config) != wanted:
+        write_file(config, wanted, mode=0o600)
+
+
 class SshdProcess:
     """An sshd started by us, in its own session so that interrupting a cell does not kill it."""
 
@@ -113,17 +126,28 @@ class SshdProcess:
 
     @classmethod
     def launch(
-        cls, sshd: str, config: Path, port: int, log_path: Path, *, pid_file: Path, timeout: float = 10.0
+        cls,
+        sshd: str,
+        config: Path,
+        port: int,
+        log_path: Path,
+        *,
+        pid_file: Path,
+        config_text: str,
+        timeout: float = 10.0,
     ) -> SshdProcess:
-        """Start sshd and return once it answers with its banner.
+        """Start sshd from ``config`` holding ``config_text``; return once it answers with its banner.
 
         We write its pid file (processes.py's format), not sshd: the config says ``PidFile none``.
+        Its log goes to a descriptor we opened (``-e``, 0600, never through a link), so sshd never
+        opens a path of the state folder itself.
         """
-        log_path.parent.mkdir(parents=True, exist_ok=True)
-        with log_path.open("ab") as log:
+        ensure_config(config, config_text)
+        log = open_log(log_path)
+        try:
             # Its own session, and a log file instead of our stdout/stderr: a daemon holding
             # the caller's pipes would make anyone reading them wait forever.
-            argv = [sshd, "-D", "-f", str(config), "-p", str(port), "-E", str(log_path)]
+            argv = [sshd, "-D", "-e", "-f", str(config), "-p", str(port)]
             process = subprocess.Popen(
                 argv,
                 stdin=subprocess.DEVNULL,
@@ -132,16 +156,23 @@ class SshdProcess:
                 start_new_session=True,
                 env=tool_environment(),  # the caller's may be too big to exec; sshd passes on TZ
             )
+        finally:
+            os.close(log)
         started = cls(process, port, log_path, pid_file)
-        record_process(pid_file, process.pid, argv)
+        try:
+            record_process(pid_file, process.pid, argv)
+        except BaseException:
+            started.stop()
+            raise
         started._wait_for_banner(timeout)
         return started
 
     def _log_tail(self) -> str:
         try:
-            return tail(self.log_path.read_text(errors="replace"))
-        except OSError:
-            return "(no log)"
+            data = read_file(self.log_path)
+        except (OSError, ColabSSHError):
+            data = None
+        return "(no log)" if data is None else tail(data.decode(errors="replace"))
 
     def _wait_for_banner(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -189,7 +220,7 @@ class SshdProcess:
         """Remove the pid file if it still names this sshd (never a successor's)."""
         record = read_record(self.pid_file)
         if record is not None and record.pid == self.process.pid:
-            self.pid_file.unlink(missing_ok=True)
+            remove_file(self.pid_file)
 
 
 def require_free_port(port: int) -> None:

@@ -447,7 +447,7 @@ def spawn_supervisor(
         "--check-interval",
         str(check_interval),
     ]
-    log = os.open(files.log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    log = os.open(files.log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
     os.fchmod(log, 0o600)
     try:
         process = subprocess.Popen(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import shutil
@@ -13,7 +14,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
-from .errors import ColabSSHError, PackageInstallError, UnsupportedSystemError
+from .errors import ColabSSHError, PackageInstallError, UnsafePathError, UnsupportedSystemError
+from .paths import STATE_DIR_MODE
+from .safe_files import trusted_dir
 
 __all__ = [
     "PasswordChange",
@@ -22,7 +25,10 @@ __all__ = [
     "find_program",
     "generate_password",
     "local_address",
+    "open_log",
+    "read_file",
     "read_password_hash",
+    "remove_file",
     "restore_file",
     "set_password_hash",
     "tail",
@@ -97,7 +103,7 @@ def _run_apt(argv: list[str], log_path: Path) -> subprocess.CompletedProcess[str
         )
     except OSError as error:
         raise PackageInstallError(f"Could not run {argv[0]}: {error}.", output_tail="") from None
-    with log_path.open("a") as log:
+    with os.fdopen(open_log(log_path), "a") as log:  # 0600, never through a link
         log.write(f"$ {' '.join(argv)}\n{result.stdout}{result.stderr}\n")
     return result
 
@@ -118,7 +124,6 @@ def ensure_package(
     found = find_program(program)
     if found:
         return found
-    log_path.parent.mkdir(parents=True, exist_ok=True)
     install = [apt_get, "install", "-y", "-q", "--no-install-recommends", package]
     wrote_policy = not policy_rc_d.exists()
     if wrote_policy:
@@ -132,7 +137,7 @@ def ensure_package(
             output = update.stdout + update.stderr + result.stdout + result.stderr
     finally:
         if wrote_policy:
-            policy_rc_d.unlink(missing_ok=True)
+            remove_file(policy_rc_d)
     if result.returncode != 0:
         raise PackageInstallError(
             f"Could not install {package} with apt-get (exit code {result.returncode}). Check the"
@@ -216,41 +221,72 @@ def set_password_hash(user: str, password_hash: str, chpasswd: str = "chpasswd")
         raise ColabSSHError(f"chpasswd could not restore the password of {user!r}: {result.stderr.strip()}")
 
 
-def write_file(path: Path, text: str, *, mode: int) -> bytes | None:
-    """Atomically replace ``path`` (created with ``mode`` from the start); returns the old bytes.
+def _write_error(path: Path, error: OSError) -> ColabSSHError:
+    return ColabSSHError(
+        f"colab_ssh could not write {path} ({error.strerror or error}). The folder must be on a disk"
+        " root can write to (not read-only, not full); pass state_dir= another folder if it is ours."
+    )
 
-    Writing to a temporary file and renaming means a reader never sees half a file, and a
-    secret is never readable by others, not even for an instant.
+
+def write_file(
+    path: Path, text: str | bytes, *, mode: int, uid: int = 0, gid: int = 0, folder_mode: int = STATE_DIR_MODE
+) -> bytes | None:
+    """Atomically replace ``path`` (owner and mode set before the first byte); returns the old bytes.
+
+    Through ``safe_files``: the folder (created with ``folder_mode`` if missing) and every folder
+    above it must be root's and closed to others, no link is followed, and the new file gets a
+    random name opened exclusively before it is renamed into place, so a reader never sees half a
+    file and a secret is never readable by others, not even for an instant.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        previous: bytes | None = path.read_bytes()
-    except FileNotFoundError:
-        previous = None
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-        temporary.chmod(mode)  # the umask may have narrowed it
-        temporary.replace(path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
+        with trusted_dir(path.parent, create_mode=folder_mode) as folder:
+            return folder.write(path.name, text, mode=mode, uid=uid, gid=gid)
+    except UnsafePathError:
         raise
-    return previous
+    except OSError as error:
+        raise _write_error(path, error) from None
 
 
-def restore_file(path: Path, previous: bytes | None) -> None:
-    """Undo write_file(): put the old bytes back, or remove a file that did not exist."""
-    if previous is None:
-        path.unlink(missing_ok=True)
-    else:
-        mode = path.stat().st_mode & 0o777 if path.exists() else 0o600
-        temporary = path.with_name(f".{path.name}.{os.getpid()}.restore")
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(previous)
-        temporary.replace(path)
+def restore_file(
+    path: Path, previous: bytes | None, *, mode: int = 0o600, uid: int = 0, gid: int = 0
+) -> None:
+    """Undo write_file(): put the old bytes back (with ``mode``), or remove a file that did not exist."""
+    try:
+        with trusted_dir(path.parent) as folder:
+            folder.restore(path.name, previous, mode=mode, uid=uid, gid=gid)
+    except UnsafePathError:
+        if previous is not None:
+            raise
+        # Nothing to remove in a folder that is gone (or was never trusted, so never written).
+
+
+def remove_file(path: Path) -> None:
+    """Remove ``path`` if it is there; a link is removed itself, and only in a trusted folder."""
+    with contextlib.suppress(UnsafePathError), trusted_dir(path.parent) as folder:
+        folder.remove(path.name)
+
+
+def read_file(path: Path) -> bytes | None:
+    """The bytes of a plain file in a trusted folder (None if missing); links are refused."""
+    try:
+        folder = trusted_dir(path.parent)
+    except UnsafePathError:
+        if not path.parent.exists():
+            return None
+        raise
+    with folder:
+        return folder.read(path.name)
+
+
+def open_log(path: Path, *, folder_mode: int = STATE_DIR_MODE) -> int:
+    """A descriptor appending to ``path``, 0600 and never through a link, for a child's output."""
+    try:
+        with trusted_dir(path.parent, create_mode=folder_mode) as folder:
+            return folder.open_log(path.name)
+    except UnsafePathError:
+        raise
+    except OSError as error:
+        raise _write_error(path, error) from None
 
 
 def local_address() -> str:

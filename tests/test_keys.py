@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import stat
 import subprocess
 from pathlib import Path
@@ -75,6 +76,8 @@ def test_keys_land_with_owner_and_modes_and_merge_without_duplicates(test_user, 
     home = home_of(test_user)
     (home / ".ssh").mkdir(mode=0o700)
     authorized_keys(test_user).write_text("# my own line\n" + first.public_line + "\n")
+    for path in (home / ".ssh", authorized_keys(test_user)):  # the user's own, as they made them
+        os.chown(path, home.stat().st_uid, home.stat().st_gid)
 
     start_local(test_user, port, state_dir, public_key=[first.public_line, str(second.private) + ".pub"])
     stop_ssh()

@@ -60,7 +60,7 @@ from ..processes import (
 )
 from ..progress import Progress
 from ..safe_files import trusted_dir
-from ..system import tail, write_file
+from ..system import open_log, remove_file, tail, write_file
 from . import Endpoint
 from .cloudflared_download import (
     BINARY_ENV,
@@ -198,7 +198,7 @@ def stop_stale_cloudflared(paths: Paths) -> None:
     quick tunnel as we start them: a recycled pid never makes us stop someone else's program.
     """
     stop_recorded(cloudflared_pid_file(paths), cloudflared_is_ours(_agent_pid_file(paths)))
-    _agent_pid_file(paths).unlink(missing_ok=True)
+    remove_file(_agent_pid_file(paths))
 
 
 def asset_for_machine(machine: str | None = None) -> str:
@@ -532,10 +532,8 @@ class CloudflaredTunnel:
     ) -> tuple[subprocess.Popen[bytes], _LogFollower]:
         """Start cloudflared detached: own session, no stdin, its output appended to our log."""
         log_path = self._log_path
-        log_path.parent.mkdir(parents=True, exist_ok=True)
         config = cloudflared_config(self._paths)
         write_file(config, CONFIG_TEXT, mode=0o600)
-        offset = log_path.stat().st_size if log_path.exists() else 0
         argv = [
             str(binary),
             "tunnel",
@@ -550,15 +548,17 @@ class CloudflaredTunnel:
             "--url",
             f"ssh://localhost:{local_port}",
         ]
-        with log_path.open("ab") as log:
+        log = open_log(log_path)  # 0600, never through a link
+        with os.fdopen(log, "ab") as log_file:
+            offset = os.fstat(log).st_size
             # Its own session: Ctrl-C in the notebook must not reach it. A file, not a pipe:
             # nobody reads a detached agent's pipe, and a full pipe would stall it.
             try:
                 process = subprocess.Popen(
                     argv,
                     stdin=subprocess.DEVNULL,
-                    stdout=log,
-                    stderr=log,
+                    stdout=log_file,
+                    stderr=log_file,
                     env=agent_environment(os.environ),
                     start_new_session=True,
                 )
@@ -599,8 +599,8 @@ class CloudflaredTunnel:
         late = session_members(process.pid)
         for pid in dict.fromkeys([*below, *late, *descendants(*late)]):
             terminate_pid(pid, timeout=1.0)
-        self._pid_file.unlink(missing_ok=True)
-        _agent_pid_file(self._paths).unlink(missing_ok=True)
+        remove_file(self._pid_file)
+        remove_file(_agent_pid_file(self._paths))
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:

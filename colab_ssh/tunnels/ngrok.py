@@ -41,6 +41,7 @@ from pyngrok.ngrok import NgrokTunnel as PyngrokTunnel
 
 from ..authtoken import TOKEN_PAGE
 from ..errors import (
+    ColabSSHError,
     NgrokAgentVersionError,
     NgrokAuthtokenError,
     NgrokDownloadError,
@@ -51,7 +52,7 @@ from ..errors import (
 from ..paths import Paths
 from ..processes import ngrok_agent_is_ours, record_process, stop_recorded
 from ..progress import Progress
-from ..system import write_file
+from ..system import open_log, read_file, remove_file, write_file
 from . import Endpoint
 
 __all__ = ["MIN_AGENT_VERSION", "NgrokTunnel", "ngrok_error_for"]
@@ -300,9 +301,9 @@ class NgrokTunnel:
             mode=0o600,
         )
         write_file(paths.ngrok_launcher, render_launcher(agent, paths.ngrok_log), mode=0o700)
-        # The agent writes a rejected token to stderr: the log is private from its first byte.
-        paths.ngrok_log.touch(mode=0o600)
-        paths.ngrok_log.chmod(0o600)
+        # The agent writes a rejected token to stderr: the log is private from its first byte
+        # (0600, and a link planted at its name is refused before the launcher's `2>>` opens it).
+        os.close(open_log(paths.ngrok_log))
 
     def open(self, local_port: int) -> Endpoint:
         agent = self._agent_path()
@@ -342,8 +343,8 @@ class NgrokTunnel:
         """Clean up after a failed start: no agent, no token file, no token in the agent's log."""
         self.close()
         log = self._paths.ngrok_log
-        with contextlib.suppress(OSError):
-            text = log.read_text(errors="replace")
+        with contextlib.suppress(OSError, ColabSSHError):
+            text = (read_file(log) or b"").decode(errors="replace")
             if self._authtoken in text:
                 write_file(log, text.replace(self._authtoken, "<authtoken>"), mode=0o600)
 
@@ -362,7 +363,7 @@ class NgrokTunnel:
     def close(self) -> None:
         if self._config is not None:
             ngrok.kill(self._config)
-        self._paths.ngrok_pid.unlink(missing_ok=True)
-        self._paths.ngrok_config.unlink(missing_ok=True)  # the token is not needed once the agent is gone
+        remove_file(self._paths.ngrok_pid)
+        remove_file(self._paths.ngrok_config)  # the token is not needed once the agent is gone
         self._public_url = None
         logging.getLogger("pyngrok.process.ngrok").removeFilter(self._redact)
