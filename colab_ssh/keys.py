@@ -224,10 +224,12 @@ def fetch_github_keys(
     *,
     base_url: str | None = None,
     timeout: float = 10.0,
-    deadline: float = GITHUB_DEADLINE,
-    max_keys: int = GITHUB_MAX_KEYS,
+    deadline: float | None = None,
+    max_keys: int | None = None,
 ) -> list[PublicKey]:
     """The keys GitHub publishes at https://github.com/<name>.keys, within ``deadline`` seconds in all."""
+    deadline = GITHUB_DEADLINE if deadline is None else deadline
+    max_keys = GITHUB_MAX_KEYS if max_keys is None else max_keys
     import urllib.error  # here: importing urllib costs start-up time that only this fetch needs
 
     base = (base_url or os.environ.get(GITHUB_URL_ENV) or "https://github.com").rstrip("/")

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .authtoken import check_authtoken
-from .errors import InvalidArgumentError
+from .errors import InvalidArgumentError, UnsafePathError
 from .host_keys import check_saved_host_keys
 from .keys import PublicKey, check_github_user, read_key_argument
 from .paths import Paths, canonical_folder
@@ -171,7 +171,11 @@ def _check_folder(value: object, name: str) -> Path:
     path = Path(text).expanduser()
     if path.exists() and not path.is_dir():  # a file is named as such, before the owner checks
         raise InvalidArgumentError(f"{name} {path} is a file, not a folder.")
-    return canonical_folder(text, name)
+    try:
+        return canonical_folder(text, name)
+    except UnsafePathError as error:
+        message = str(error)
+        raise UnsafePathError(message if message.startswith(name) else f"{name}: {message}") from None
 
 
 def _check_keys(public_key: object) -> tuple[PublicKey, ...]:

@@ -34,8 +34,9 @@ def check_path_text(value: str, what: str) -> None:
     """Refuse paths that cannot be written into a config file as one token (sshd_config, ssh_config)."""
     bad = [ch for ch in value if not ch.isprintable() or ch.isspace()]
     if bad:
+        kind = "a space" if bad[0] in (" ", "\t") else "a control character"
         raise UnsafePathError(
-            f"{what} {value!r} contains {'a space' if bad[0].isspace() else 'a control character'};"
+            f"{what} {value!r} contains {kind};"
             " sshd's config cannot hold it safely. Pick a folder whose path has neither."
         )
 
