@@ -39,7 +39,7 @@ from .errors import ColabSSHError, SessionLostError
 from .ownership import open_lock_file
 from .processes import holds_open, read_record, record_process, same_process, start_time, supervisor_is_ours
 from .secret_text import conceal
-from .system import write_file
+from .system import read_file, remove_file, write_file
 
 __all__ = [
     "HEALTH_INTERVAL",
@@ -193,7 +193,7 @@ class StateFiles:
     def forget_own_pid(self) -> None:
         """Remove the pid file if it names this process (never another supervisor's)."""
         if self.running_pid() == os.getpid():
-            self.pid.unlink(missing_ok=True)
+            remove_file(self.pid)
 
     def write_json(self, path: Path, content: dict[str, Any]) -> None:
         write_file(path, json.dumps(content, indent=1) + "\n", mode=0o600)
@@ -201,14 +201,14 @@ class StateFiles:
     def read_json(self, path: Path) -> dict[str, Any] | None:
         """The file's object; None while it is missing (or, never seen thanks to atomic writes, torn)."""
         try:
-            content = json.loads(path.read_text())
-        except (FileNotFoundError, ValueError):
+            content = json.loads(read_file(path) or b"null")  # never through a link
+        except (OSError, ColabSSHError, ValueError):
             return None
         return content if isinstance(content, dict) else None
 
     def clear(self) -> None:
         for path in (self.pid, self.connection, self.error):
-            path.unlink(missing_ok=True)
+            remove_file(path)
 
 
 def connection_to_json(connection: Connection) -> dict[str, Any]:
@@ -364,7 +364,7 @@ def serve(
         finally:
             if not server.lost:  # else the folder may belong to another process's session now
                 stop_ssh(state_dir=files.state_dir)
-            files.connection.unlink(missing_ok=True)
+            remove_file(files.connection)
             files.forget_own_pid()
 
 

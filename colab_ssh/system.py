@@ -263,7 +263,14 @@ def restore_file(
 def remove_file(path: Path) -> None:
     """Remove ``path`` if it is there; a link is removed itself, and only in a trusted folder."""
     with contextlib.suppress(UnsafePathError), trusted_dir(path.parent) as folder:
-        folder.remove(path.name)
+        try:
+            folder.remove(path.name)
+        except OSError as error:
+            try:
+                os.lstat(path.name, dir_fd=folder.fd)
+            except FileNotFoundError:
+                return  # nothing there (a read-only disk says so with EROFS, not ENOENT)
+            raise _write_error(path, error) from None
 
 
 def read_file(path: Path) -> bytes | None:

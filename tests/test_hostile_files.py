@@ -10,6 +10,7 @@ ColabSSHError that changed nothing.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -462,7 +463,7 @@ def test_a_revived_sshd_runs_the_config_we_wrote_not_a_replaced_one(
         )
         assert swapped != written
         (state_dir / "sshd_config").write_bytes(swapped)
-        listener = int((state_dir / "sshd.pid").read_text())
+        listener = json.loads((state_dir / "sshd.pid").read_text())["pid"]
         os.kill(listener, signal.SIGKILL)
         os.waitpid(listener, 0)  # our child: reaped here, so the session sees it dead
 
@@ -516,8 +517,10 @@ def read_only_folder(tmp_path: Path):
     try:
         yield folder
     finally:
-        stop_ssh(state_dir=folder)
-        subprocess.run(["umount", str(folder)], check=True)
+        try:
+            stop_ssh(state_dir=folder)
+        finally:
+            subprocess.run(["umount", str(folder)], check=True)
 
 
 def test_a_read_only_state_folder_is_a_clear_error(test_user, port, read_only_folder):
