@@ -97,7 +97,7 @@ def state_file_names(paths: Paths) -> list[Path]:
         files.error,
         files.lock,
     }
-    names = {path for path in names if path.parent == paths.state_dir}
+    names = {path for path in names if isinstance(path, Path) and path.parent == paths.state_dir}
     names |= {path.with_name(f".{path.name}.{os.getpid()}.tmp") for path in set(names)}
     return sorted(names)
 
