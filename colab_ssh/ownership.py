@@ -90,7 +90,10 @@ def open_lock_file(path: Path) -> int:
                     f"{path} is a symbolic link; colab_ssh does not follow links in its state"
                     " folder. Remove it and try again."
                 ) from None
-            raise ColabSSHError(f"Cannot open the lock file {path}: {error.strerror}.") from None
+            raise ColabSSHError(
+                f"Cannot open the lock file {path}: {error.strerror}. The state folder must be on a"
+                " disk root can write to (not read-only, not full); pass state_dir= another folder."
+            ) from None
     st = os.fstat(fd)
     if not stat.S_ISREG(st.st_mode) or st.st_uid != 0 or st.st_nlink != 1:
         os.close(fd)
