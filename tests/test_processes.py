@@ -113,7 +113,8 @@ def test_the_processes_we_start_are_recorded_and_a_left_one_is_stopped(test_user
     assert record["pid"] == listener and record["start_time"] == stat_start_time(listener)
     # sshd retitles itself "sshd: <its argv> [listener] ...": the record holds that argv exactly.
     assert " ".join(record["argv"]) in Path(f"/proc/{listener}/cmdline").read_bytes().decode()
-    assert record["argv"][1:5] == ["-D", "-f", str(state_dir / "sshd_config"), "-p"]
+    # (-e: its log goes to the descriptor we opened, so sshd opens no path in the state folder.)
+    assert record["argv"][1:6] == ["-D", "-e", "-f", str(state_dir / "sshd_config"), "-p"]
     assert (state_dir / "sshd.pid").stat().st_mode & 0o777 == 0o600
 
     stopped = subprocess.run(
