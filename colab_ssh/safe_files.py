@@ -266,7 +266,13 @@ def _walk(
                     return None  # every folder that exists on the way is trusted
                 if create_mode is None:
                     raise UnsafePathError(f"{here} does not exist.") from None
-                os.mkdir(name, create_mode, dir_fd=stack[-1])
+                try:
+                    os.mkdir(name, create_mode, dir_fd=stack[-1])
+                except FileExistsError:
+                    # Another start made it between our lstat and mkdir: look at what is there now
+                    # (it gets every check a folder found on the way gets).
+                    pending.insert(0, name)
+                    continue
                 fd = _open_dir(stack[-1], name, here)
                 os.fchown(fd, create_uid, create_gid)
                 os.fchmod(fd, create_mode)

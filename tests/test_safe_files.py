@@ -161,3 +161,25 @@ def test_subdir_of_a_users_folder_must_be_theirs(base: Path) -> None:
 def test_paths_that_cannot_be_one_config_token_are_refused(text: str) -> None:
     with pytest.raises(UnsafePathError, match=r"space|control character"):
         check_path_text(text, "state_dir")
+
+
+@pytest.mark.parametrize("racer", [0, MALLORY], ids=["another start of ours", "another account"])
+def test_a_folder_made_by_someone_else_between_look_and_mkdir(
+    base: Path, racer: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Two starts on one new state folder: both see it missing, one mkdir wins. The loser must use
+    # the folder the winner made (after the usual checks), not fail with FileExistsError.
+    real_mkdir = os.mkdir
+
+    def beaten_to_it(name: str, mode: int = 0o777, *, dir_fd: int | None = None) -> None:
+        real_mkdir(name, 0o700, dir_fd=dir_fd)
+        os.chown(name, racer, racer, dir_fd=dir_fd)
+        real_mkdir(name, mode, dir_fd=dir_fd)  # raises FileExistsError, as the loser's would
+
+    monkeypatch.setattr(os, "mkdir", beaten_to_it)
+    if racer == 0:
+        with trusted_dir(base / "new", create_mode=0o755) as folder:
+            assert folder.path == base / "new"
+    else:
+        with pytest.raises(UnsafePathError, match=f"uid {MALLORY}"):
+            trusted_dir(base / "new", create_mode=0o755)
