@@ -552,3 +552,29 @@ def test_the_command_line_resolves_a_relative_state_dir_once(test_user, port, st
     finally:
         stopped = cli("stop", "--state-dir", state_dir)
     assert stopped.returncode == 0 and stopped.stdout.strip() == "Stopped."
+
+
+@pytest.mark.parametrize("case", ["dangling link at the private key", "pub link to a root file"])
+def test_the_host_key_links_from_the_issue(case, test_user, port, state_dir, tmp_path, bait):
+    # The issue's two findings: a dangling link made root create a file holding the private host
+    # key; a .pub link made root overwrite the file it pointed at.
+    keys_dir = tmp_path / "keys"
+    keys_dir.mkdir(mode=0o700)
+    if case.startswith("dangling"):
+        target = bait.target(exists=False)
+        plant(keys_dir / "ssh_host_ed25519_key", target)
+    else:
+        target = bait.target(exists=True)
+        plant(keys_dir / "ssh_host_ed25519_key.pub", target)
+    before = bait.snapshot()
+
+    with pytest.raises(UnsafePathError, match="symbolic link"):
+        start_ssh(
+            tunnel="none", port=port, user=test_user, state_dir=state_dir, quiet=True, host_keys_dir=keys_dir
+        )
+
+    assert bait.snapshot() == before
+    assert sorted(path.name for path in keys_dir.iterdir()) == [
+        "ssh_host_ed25519_key" if case.startswith("dangling") else "ssh_host_ed25519_key.pub"
+    ]
+    assert our_processes(state_dir) == []
