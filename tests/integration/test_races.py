@@ -21,7 +21,7 @@ import pytest
 from colab_ssh import SessionLostError, ssh_status, start_ssh
 from colab_ssh.ownership import describe
 
-from .conftest import SshClient, our_processes
+from ..support.host import SshClient, our_processes
 from .test_cli import cli, local, saved_connection
 
 ROUNDS = 10

@@ -15,7 +15,7 @@ from colab_ssh import core as core_module
 from colab_ssh.sshd_config import SshdSettings, render_sshd_config
 from colab_ssh.system import ensure_package, restore_file, tool_environment, write_file
 
-from .conftest import our_processes
+from ..support.host import our_processes
 
 # Stands in for apt-get where the real one would need a broken package list: it records each call and
 # answers like apt does. What it answers is read from files the test writes.

@@ -23,15 +23,8 @@ from colab_ssh.paths import Paths
 from colab_ssh.sshd_config import SshdSettings, render_sshd_config
 from colab_ssh.system import check_system, read_password_hash
 
-from .conftest import (
-    ColabStub,
-    SshClient,
-    free_port,
-    have,
-    home_of,
-    live_processes_of,
-    our_processes,
-)
+from ..support.host import SshClient, free_port, have, home_of, live_processes_of, our_processes
+from ..support.stand_ins import ColabStub
 
 
 def start_local(user: str, port: int, state_dir: Path, **options: object):

@@ -17,7 +17,8 @@ import pytest
 from colab_ssh.processes import read_record
 from colab_ssh.supervisor import connection_from_json, stop_supervisor
 
-from .conftest import NgrokCloud, SshClient, our_processes
+from ..support.host import SshClient, our_processes
+from ..support.stand_ins import NgrokCloud
 
 
 def cli(

@@ -32,7 +32,8 @@ from colab_ssh.sshd_config import SshdSettings, render_sshd_config
 from colab_ssh.supervisor import StateFiles
 from colab_ssh.tunnels.cloudflared import cloudflared_log, cloudflared_pid_file
 
-from .conftest import ClientKey, NgrokCloud, SshClient, home_of, make_client_key, our_processes
+from ..support.host import ClientKey, SshClient, home_of, make_client_key, our_processes
+from ..support.stand_ins import NgrokCloud
 
 MALLORY = 54321  # the hostile account's uid
 

@@ -18,10 +18,11 @@ import pytest
 from colab_ssh import start_ssh, stop_ssh
 from colab_ssh.errors import UnsafePathError
 
-from .conftest import NgrokCloud, SshClient, our_processes
+from ..support.host import SshClient, our_processes
+from ..support.stand_ins import NgrokCloud
 from .test_cli import cli, saved_connection
 
-EXAMPLES = Path(__file__).parent.parent / "examples"
+EXAMPLES = Path(__file__).parent.parent.parent / "examples"
 
 # The pid files colab_ssh keeps in the state folder, and the path each program's command line names.
 PID_FILES = {

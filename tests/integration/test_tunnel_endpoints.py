@@ -15,7 +15,7 @@ from colab_ssh.system import local_address, read_password_hash
 from colab_ssh.tunnels import Endpoint, check_endpoint
 from colab_ssh.tunnels.cloudflared import CLIENT_HINTS, PROXY_COMMAND
 
-from .conftest import our_processes
+from ..support.host import our_processes
 
 INJECTED = "\nProxyCommand touch /tmp/colab_ssh_injected"
 

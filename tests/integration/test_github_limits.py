@@ -15,7 +15,8 @@ from colab_ssh import KeySourceError, start_ssh
 from colab_ssh import keys as keys_module
 from colab_ssh.keys import fetch_github_keys
 
-from .conftest import ClientKey, GitHubStandIn, our_processes
+from ..support.host import ClientKey, our_processes
+from ..support.stand_ins import GitHubStandIn
 
 
 @contextlib.contextmanager

@@ -30,7 +30,8 @@ from colab_ssh import (
 from colab_ssh.authtoken import resolve_authtoken
 from colab_ssh.system import read_password_hash
 
-from .conftest import STAND_IN_NGROK, ColabStub, NgrokCloud, SshClient, our_processes
+from ..support.host import SshClient, our_processes
+from ..support.stand_ins import STAND_IN_NGROK, ColabStub, NgrokCloud
 
 
 def start_ngrok(user: str, port: int, state_dir: Path, **options: object):

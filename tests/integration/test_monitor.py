@@ -14,7 +14,8 @@ from pathlib import Path
 
 from colab_ssh import Connection, ssh_status, start_ssh, stop_ssh
 
-from .conftest import NgrokCloud, SshClient, our_processes
+from ..support.host import SshClient, our_processes
+from ..support.stand_ins import NgrokCloud
 
 RECOVERY_SECONDS = 10
 

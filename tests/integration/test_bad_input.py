@@ -25,7 +25,8 @@ from colab_ssh import (
 from colab_ssh.paths import Paths
 from colab_ssh.system import read_password_hash
 
-from .conftest import GitHubStandIn, NgrokCloud, home_of, make_client_key, our_processes
+from ..support.host import home_of, make_client_key, our_processes
+from ..support.stand_ins import GitHubStandIn, NgrokCloud
 
 GOOD_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFMivxONclMHUx+G5Wjm/C0crwJB1VJ/w9EqolwGOeE1 me@laptop"
 PRIVATE_KEY = (
@@ -268,7 +269,7 @@ def test_bad_input_is_refused_and_changes_nothing(
     damaged = tmp_path / "damaged-keys"
     damaged.mkdir()
     (damaged / "ssh_host_ed25519_key").write_text("-----BEGIN OPENSSH PRIVATE KEY-----\ngarbage\n")
-    from .conftest import free_port
+    from ..support.host import free_port
 
     # (by key, so its config differs from the password login most cases ask for: a late failure
     # must put the old config back, not just rewrite the same bytes)

@@ -19,7 +19,8 @@ import pytest
 from colab_ssh import ColabSSHError, start_ssh
 from colab_ssh import colab as colab_module
 
-from .conftest import ColabStub, our_processes
+from ..support.host import our_processes
+from ..support.stand_ins import ColabStub
 
 FIX = 'from google.colab import drive; drive.mount("/content/drive")'
 

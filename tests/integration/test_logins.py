@@ -32,7 +32,7 @@ from colab_ssh.system import local_address, read_password_hash
 from colab_ssh.tunnels import Endpoint
 from colab_ssh.tunnels.direct import DirectTunnel
 
-from .conftest import ClientKey, SshClient, home_of
+from ..support.host import ClientKey, SshClient, home_of
 
 SHADOW = Path("/etc/shadow")
 OTHER_PASSWORD = "other-account-pw-1"  # a throw-away account's

@@ -12,7 +12,8 @@ import pytest
 from colab_ssh import InvalidArgumentError, KeySourceError, start_ssh, stop_ssh
 from colab_ssh.keys import PublicKey, merge_authorized_keys, parse_public_key
 
-from .conftest import ClientKey, ColabStub, GitHubStandIn, NgrokCloud, SshClient, home_of, make_client_key
+from ..support.host import ClientKey, SshClient, home_of, make_client_key
+from ..support.stand_ins import ColabStub, GitHubStandIn, NgrokCloud
 
 
 def start_local(user: str, port: int, state_dir: Path, **options: object):
@@ -142,7 +143,7 @@ def test_host_keys_survive_sessions_and_a_pinned_client_never_prompts(
     connections = []
     for runtime in ("first", "second"):
         state = tmp_path / f"runtime-{runtime}"
-        from .conftest import free_port
+        from ..support.host import free_port
 
         connection = start_local(
             test_user, free_port(), state, public_key=client_key.public_line, host_keys_dir=saved

@@ -21,9 +21,10 @@ from nbclient import NotebookClient
 
 from colab_ssh import Connection
 
-from .conftest import NgrokCloud, SshClient, our_processes
+from ..support.host import SshClient, our_processes
+from ..support.stand_ins import NgrokCloud
 
-ROOT = Path(__file__).parent.parent
+ROOT = Path(__file__).parent.parent.parent
 EXAMPLES = ROOT / "examples"
 BADGE = "https://colab.research.google.com/assets/colab-badge.svg"
 COLAB_LINK = (

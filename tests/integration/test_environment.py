@@ -21,9 +21,9 @@ from colab_ssh.environment import NVIDIA_LIBRARY_DIR, render_environment_script,
 from colab_ssh.paths import Paths
 from colab_ssh.sshd_config import quote_setenv_value
 
-from .conftest import SshClient
+from ..support.host import SshClient
 
-KERNEL_ENV_FILE = Path(__file__).parent / "data" / "colab-kernel-env.txt"
+KERNEL_ENV_FILE = Path(__file__).parent.parent / "data" / "colab-kernel-env.txt"
 # Tricky values a kernel environment can hold; sshd's config quoting must carry them unchanged.
 TRICKY = {
     "CS_QUOTES": "say \"hi\" and 'bye'",

@@ -19,7 +19,8 @@ import pytest
 
 from colab_ssh.paths import Paths
 
-from .conftest import NgrokCloud, free_port, home_of
+from ..support.host import free_port, home_of
+from ..support.stand_ins import NgrokCloud
 
 SCRIPT = """
 import logging, os, subprocess, sys, time

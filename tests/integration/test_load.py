@@ -21,7 +21,8 @@ from pathlib import Path
 
 from colab_ssh import Connection, start_ssh
 
-from .conftest import NgrokCloud, SshClient, free_port
+from ..support.host import SshClient, free_port
+from ..support.stand_ins import NgrokCloud
 
 PARALLEL = 32
 IN_A_ROW = 200

@@ -41,7 +41,8 @@ from colab_ssh.tunnels.cloudflared import (
     CloudflaredTunnel,
 )
 
-from .conftest import TESTS, SshClient, free_port, our_processes, serve_paths
+from ..support.host import SshClient, free_port, our_processes
+from ..support.stand_ins import TESTS, serve_paths
 
 STAND_INS = TESTS / "stand_ins"
 STAND_IN = STAND_INS / "cloudflared"

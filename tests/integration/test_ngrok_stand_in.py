@@ -24,7 +24,7 @@ from pyngrok import ngrok, process
 from pyngrok.conf import PyngrokConfig
 from pyngrok.exception import PyngrokNgrokError, PyngrokNgrokHTTPError
 
-STAND_IN = Path(__file__).resolve().parent / "ngrok"
+STAND_IN = Path(__file__).resolve().parent.parent / "stand_ins" / "ngrok"
 
 GOOD = "2goodToken_abcdefghijklmnop"
 NO_CARD = "2noCardToken_abcdefghijklmn"

@@ -16,7 +16,7 @@ import pytest
 
 from benchmarks.startup import apt_install_is_noop
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parent.parent.parent
 
 # Each row of the results table, found by words its label must contain.
 ROWS = (

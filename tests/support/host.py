@@ -1,0 +1,134 @@
+"""The real machine as the tests meet it: free ports, our processes, accounts' homes, programs on PATH,
+and the real OpenSSH client (with client keys made by ssh-keygen)."""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from colab_ssh import Connection
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def our_processes(state_dir: Path) -> list[int]:
+    """Live (non-zombie) processes whose command line mentions the test's state dir."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            command_line = (entry / "cmdline").read_bytes().decode(errors="replace")
+            status = (entry / "stat").read_text().rsplit(")", 1)[-1].split()[0]
+        except OSError:
+            continue
+        if str(state_dir) in command_line and status != "Z":
+            found.append(int(entry.name))
+    return found
+
+
+def live_processes_of(user: str) -> list[str]:
+    """Command lines of the user's processes that have not exited (zombies wait for init)."""
+    listing = subprocess.run(["ps", "-u", user, "-o", "stat=,args="], capture_output=True, text=True).stdout
+    return [line for line in listing.splitlines() if line.strip() and not line.strip().startswith("Z")]
+
+
+@dataclass(frozen=True)
+class SshClient:
+    """The real OpenSSH client, fed the password through sshpass's environment variable
+    (never on a command line) and ignoring known_hosts (tests make new host keys often)."""
+
+    known_hosts: Path
+
+    def options(self) -> list[str]:
+        return [
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            f"UserKnownHostsFile={self.known_hosts}",
+            "-o",
+            "PubkeyAuthentication=no",
+            "-o",
+            "ConnectTimeout=10",
+            "-o",
+            "LogLevel=ERROR",
+        ]
+
+    def run_with_key(
+        self, connection: Connection, command: str, identity: Path, *extra: str, timeout: float = 30
+    ) -> subprocess.CompletedProcess[str]:
+        """Key login only: no password is offered, so success proves the key was accepted."""
+        argv = [
+            "ssh", "-i", str(identity), "-o", "IdentitiesOnly=yes", "-o", "PasswordAuthentication=no",
+            "-o", "KbdInteractiveAuthentication=no", "-o", "BatchMode=yes", "-o", "ConnectTimeout=10",
+            "-o", "StrictHostKeyChecking=no", "-o", f"UserKnownHostsFile={self.known_hosts}",
+            *extra, "-p", str(connection.port), f"{connection.user}@{connection.host}", command,
+        ]  # fmt: skip
+        return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
+
+    def run(
+        self,
+        connection: Connection,
+        command: str,
+        *,
+        password: str | None = None,
+        tty: bool = False,
+        stdin: str | None = None,
+        host: str | None = None,
+        port: int | None = None,
+        timeout: float = 30,
+    ) -> subprocess.CompletedProcess[str]:
+        secret = connection.password if password is None else password
+        argv = [
+            "sshpass",
+            "-e",
+            "ssh",
+            *self.options(),
+            "-p",
+            str(port or connection.port),
+            *(["-tt"] if tty else []),
+            f"{connection.user}@{host or connection.host}",
+        ]
+        if command:
+            argv.append(command)
+        return subprocess.run(
+            argv,
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env={**os.environ, "SSHPASS": secret or ""},
+            check=False,
+        )
+
+
+@dataclass(frozen=True)
+class ClientKey:
+    private: Path
+    public_line: str
+
+
+def make_client_key(directory: Path, name: str = "id_ed25519", kind: str = "ed25519") -> ClientKey:
+    directory.mkdir(parents=True, exist_ok=True)
+    private = directory / name
+    subprocess.run(
+        ["ssh-keygen", "-q", "-t", kind, "-N", "", "-C", f"{name}@laptop", "-f", str(private)], check=True
+    )
+    return ClientKey(private, private.with_suffix(".pub").read_text().strip())
+
+
+def home_of(user: str) -> Path:
+    return Path(pwd.getpwnam(user).pw_dir)
+
+
+def have(program: str) -> bool:
+    return shutil.which(program) is not None
