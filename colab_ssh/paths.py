@@ -111,6 +111,25 @@ class Paths:
         return self.state_dir / "ngrok.pid"
 
     @property
+    def cloudflared_pid(self) -> Path:
+        """Ours, in processes.py's format: how a later kernel recognises an agent an earlier one left."""
+        return self.state_dir / "cloudflared.pid"
+
+    @property
+    def cloudflared_agent_pid(self) -> Path:
+        """Where cloudflared writes its own pid (--pidfile, a bare number); we never read it."""
+        return self.state_dir / "cloudflared-agent.pid"
+
+    @property
+    def cloudflared_log(self) -> Path:
+        return self.state_dir / "cloudflared.log"
+
+    @property
+    def cloudflared_config(self) -> Path:
+        """Our empty config file, so that cloudflared reads none of its usual ones."""
+        return self.state_dir / "cloudflared.yml"
+
+    @property
     def lock_file(self) -> Path:
         """Held (flock) by whoever starts or stops from this folder, so that one does at a time."""
         return self.state_dir / "state.lock"

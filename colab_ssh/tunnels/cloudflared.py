@@ -39,16 +39,12 @@ from __future__ import annotations
 
 import contextlib
 import os
-import platform
 import re
-import selectors
 import subprocess
 import time
-from collections.abc import Mapping
 from pathlib import Path
-from typing import IO, cast
 
-from ..errors import InvalidArgumentError, TunnelError
+from ..errors import InvalidArgumentError
 from ..paths import Paths
 from ..processes import (
     cloudflared_is_ours,
@@ -60,7 +56,7 @@ from ..processes import (
 )
 from ..progress import Progress
 from ..safe_files import trusted_dir
-from ..system import open_log, remove_file, tail, write_file
+from ..system import open_log, remove_file, write_file
 from . import Endpoint
 from .cloudflared_download import (
     BINARY_ENV,
@@ -70,6 +66,8 @@ from .cloudflared_download import (
     check_download_url,
     download_verified,
 )
+from .cloudflared_release import RELEASES, SHA256, VERSION, agent_environment, asset_for_machine
+from .cloudflared_watch import CloudflaredStartError, EdgeUnreachable, LogFollower, StartWatch, probe
 
 __all__ = [
     "BINARY_ENV",
@@ -81,28 +79,8 @@ __all__ = [
     "CloudflaredStartError",
     "CloudflaredTunnel",
     "asset_for_machine",
-    "cloudflared_log",
-    "cloudflared_pid_file",
     "stop_stale_cloudflared",
 ]
-
-# The release we run, and the SHA-256 of its Linux assets as listed in the release notes of
-# https://github.com/cloudflare/cloudflared/releases/tag/2026.10.0. They were read from several
-# public projects that quote those notes (the page itself was out of reach when pinning); when
-# bumping VERSION, take the digests from the release page itself.
-VERSION = "2026.10.0"
-SHA256 = {
-    "cloudflared-linux-amd64": "d33ff2d14475178d2012c2c56beba87389ac5ded27649519f198a7d3134a99db",
-    "cloudflared-linux-arm64": "e6422b9d4f72d3194bc5a38676f13667c06666523217b842a877d72a80b5ac08",
-}
-RELEASES = "https://github.com/cloudflare/cloudflared/releases/download"
-# platform.machine() spellings of the CPUs Cloudflare builds Linux binaries for.
-_ASSETS = {
-    "x86_64": "cloudflared-linux-amd64",
-    "amd64": "cloudflared-linux-amd64",
-    "aarch64": "cloudflared-linux-arm64",
-    "arm64": "cloudflared-linux-arm64",
-}
 
 # What the client's ssh runs to reach the tunnel (%h: the trycloudflare hostname).
 PROXY_COMMAND = "cloudflared access ssh --hostname %h"
@@ -117,28 +95,6 @@ CLIENT_HINTS = (
 # ProxyCommand does the connecting, so the number is never dialled).
 PUBLIC_PORT = 22
 
-# The boxed address. api.trycloudflare.com is where cloudflared asks for a tunnel and appears
-# in its error lines ("failed to request quick Tunnel: Post https://api.trycloudflare.com/...").
-_ADDRESS = re.compile(r"https://((?!api\.)[a-z0-9]+(?:-[a-z0-9]+)*\.trycloudflare\.com)(?![a-z0-9.-])")
-# connection/observer.go:58-67 (INF). "Unregistered tunnel connection" (control.go:145) must not match.
-_REGISTERED = re.compile(r"(?<![A-Za-z])Registered tunnel connection")
-# Lines that mean the edge connection is down and being retried (supervisor/tunnel.go:264, 412,
-# 487, 610; supervisor.go:158; http2.go:94; control.go:145).
-_DOWN = re.compile(
-    r"Retrying connection in up to|Register tunnel error from server side|Serve tunnel error"
-    r"|Connection terminated|Unable to establish connection with Cloudflare edge"
-    r"|Failed to dial a quic connection|Lost connection with the edge|Unregistered tunnel connection"
-)
-# Flags of `cloudflared tunnel` read from the environment (urfave/cli EnvVars in
-# cmd/cloudflared/tunnel/cmd.go and cliutil/logger.go): every TUNNEL_* one, and these.
-_FLAG_ENV_PREFIX = "TUNNEL_"
-_FLAG_ENV_NAMES = frozenset(
-    {
-        "NO_AUTOUPDATE", "DIAL_EDGE_TIMEOUT", "STDIN_CONTROL", "NO_TLS_VERIFY", "LOCAL_SSH_PORT",
-        "SSH_IDLE_TIMEOUT", "SSH_MAX_TIMEOUT", "BUCKET_ID", "REGION_ID", "SECRET_ID",
-        "ACCESS_CLIENT_ID", "SESSION_TOKEN_ID", "S3_URL", "HOST_KEY_PATH",
-    }
-)  # fmt: skip
 # Our config file: a YAML document with nothing in it ("{}": a file with no document at all is
 # logged as an error, config/configuration.go:403-407), so no other config file is searched for.
 CONFIG_TEXT = (
@@ -146,49 +102,8 @@ CONFIG_TEXT = (
     "# cloudflared does not read ~/.cloudflared/config.yml or /etc/cloudflared/config.yml.\n"
     "{}\n"
 )
-_RATE_LIMITED = ("429 Too Many Requests", "error code: 1015")
-_NO_API = "failed to request quick Tunnel"
-_POLL_SECONDS = 0.02
 _STOP_SECONDS = 3.0
 _PROBE_SECONDS = 5.0  # one reachability probe: time for the banner through the tunnel
-
-
-class CloudflaredStartError(TunnelError):
-    """cloudflared gave no working quick-tunnel address; ``log_tail`` holds the end of its log.
-
-    ``code`` is "1015" when Cloudflare rate-limited the request for a quick tunnel.
-    """
-
-    def __init__(self, message: str, *, log_tail: str, code: str | None = None) -> None:
-        super().__init__(f"{message}\n--- last lines of cloudflared's log ---\n{log_tail}", code=code)
-        self.message_head = message  # the message without the log
-        self.log_tail = log_tail
-
-
-def cloudflared_pid_file(paths: Paths) -> Path:
-    return paths.state_dir / "cloudflared.pid"
-
-
-def _agent_pid_file(paths: Paths) -> Path:
-    """Where cloudflared writes its own pid (--pidfile); we never read it."""
-    return paths.state_dir / "cloudflared-agent.pid"
-
-
-def cloudflared_log(paths: Paths) -> Path:
-    return paths.state_dir / "cloudflared.log"
-
-
-def cloudflared_config(paths: Paths) -> Path:
-    return paths.state_dir / "cloudflared.yml"
-
-
-def agent_environment(environ: Mapping[str, str]) -> dict[str, str]:
-    """``environ`` without the variables cloudflared's flags read, so that only our flags count."""
-    return {
-        name: value
-        for name, value in environ.items()
-        if not name.startswith(_FLAG_ENV_PREFIX) and name not in _FLAG_ENV_NAMES
-    }
 
 
 def stop_stale_cloudflared(paths: Paths) -> None:
@@ -197,183 +112,8 @@ def stop_stale_cloudflared(paths: Paths) -> None:
     Only the process our pid file records (pid, start time, argv), and only if that argv is a
     quick tunnel as we start them: a recycled pid never makes us stop someone else's program.
     """
-    stop_recorded(cloudflared_pid_file(paths), cloudflared_is_ours(_agent_pid_file(paths)))
-    remove_file(_agent_pid_file(paths))
-
-
-def asset_for_machine(machine: str | None = None) -> str:
-    """The release asset for this CPU; an error naming the way out for CPUs without one."""
-    machine = platform.machine() if machine is None else machine
-    asset = _ASSETS.get(machine.lower())
-    if asset is None:
-        raise CloudflaredDownloadError(
-            f"There is no pinned cloudflared build for this CPU ({machine!r}); colab_ssh downloads"
-            f" the Linux amd64 and arm64 builds. Install cloudflared yourself and set {BINARY_ENV} to"
-            " its path, or use tunnel='ngrok'."
-        )
-    return asset
-
-
-class _LogFollower:
-    """Reads the lines cloudflared appends to its log, from where this start began."""
-
-    def __init__(self, path: Path, offset: int) -> None:
-        self.path = path
-        self.offset = offset
-        self.lines: list[str] = []
-        self._partial = b""
-
-    def read_new(self) -> list[str]:
-        """The complete lines written since the last call."""
-        try:
-            with self.path.open("rb") as log:
-                log.seek(self.offset)
-                data = log.read()
-        except OSError:
-            return []
-        self.offset += len(data)
-        *complete, self._partial = (self._partial + data).split(b"\n")
-        new = [line.decode(errors="replace").rstrip("\r") for line in complete]
-        self.lines += new
-        return new
-
-    def tail(self) -> str:
-        self.read_new()
-        pending = [self._partial.decode(errors="replace")] if self._partial else []
-        return tail("\n".join(self.lines + pending)) or "(cloudflared wrote nothing)"
-
-
-class _Link:
-    """Whether the edge connection is registered, from cloudflared's log lines."""
-
-    def __init__(self) -> None:
-        self.registered = False
-        self.down_since: float | None = None  # when a registered connection went down
-
-    def note(self, line: str, now: float) -> None:
-        if _REGISTERED.search(line):
-            self.registered, self.down_since = True, None
-        elif _DOWN.search(line) and self.registered:
-            self.registered, self.down_since = False, now
-
-    def given_up(self, now: float, bound: float) -> bool:
-        """Down for longer than ``bound`` seconds (cloudflared may still be retrying)."""
-        return self.down_since is not None and now - self.down_since > bound
-
-
-class _Start:
-    """One start of cloudflared, watched through its log until it works, fails, or times out."""
-
-    def __init__(
-        self, process: subprocess.Popen[bytes], log: _LogFollower, timeout: float, protocol: str
-    ) -> None:
-        self._process = process
-        self._log = log
-        self._timeout = timeout
-        self._protocol = protocol
-        self.host: str | None = None
-        self.link = _Link()
-
-    def wait(self) -> str:
-        """Read the log until the address is printed and the edge registered the connection."""
-        deadline = time.monotonic() + self._timeout
-        while True:
-            self.read()
-            if self.host is not None and self.link.registered:
-                return self.host
-            if self._process.poll() is not None:
-                self.read()
-                raise self._exited_error()
-            if time.monotonic() >= deadline:
-                raise self._timeout_error()
-            time.sleep(_POLL_SECONDS)
-
-    def read(self) -> None:
-        now = time.monotonic()
-        for line in self._log.read_new():
-            if self.host is None:
-                if found := _ADDRESS.search(line):
-                    self.host = found.group(1)
-            else:
-                self.link.note(line, now)
-
-    def _exited_error(self) -> CloudflaredStartError:
-        text = "\n".join(self._log.lines)
-        code = self._process.returncode
-        if any(sign in text for sign in _RATE_LIMITED):
-            return CloudflaredStartError(
-                "Cloudflare refused a new quick tunnel: too many were requested from this machine's"
-                " address (HTTP 429, error code 1015). Wait a few minutes and run start_ssh() again,"
-                " or use tunnel='ngrok'.",
-                log_tail=self._log.tail(),
-                code="1015",
-            )
-        if _NO_API in text:
-            return CloudflaredStartError(
-                "cloudflared could not ask Cloudflare for a quick tunnel: api.trycloudflare.com did not"
-                " answer. The runtime needs outbound HTTPS (port 443) to Cloudflare; check its internet"
-                " access, or use tunnel='ngrok'.",
-                log_tail=self._log.tail(),
-            )
-        if self.host is None:
-            return CloudflaredStartError(
-                f"cloudflared exited with code {code} before it printed a quick-tunnel address.",
-                log_tail=self._log.tail(),
-            )
-        return _EdgeUnreachable(
-            f"cloudflared exited with code {code} after it got the address {self.host}, before a"
-            f" connection to Cloudflare's edge registered over {self._protocol}.",
-            log_tail=self._log.tail(),
-        )
-
-    def _timeout_error(self) -> CloudflaredStartError:
-        seconds = f"{self._timeout:g} s"
-        if self.host is None:
-            return CloudflaredStartError(
-                f"cloudflared printed no quick-tunnel address within {seconds}; it was stopped."
-                " Cloudflare's quick-tunnel service may be slow or down: run start_ssh() again later,"
-                " or use tunnel='ngrok'.",
-                log_tail=self._log.tail(),
-            )
-        return _EdgeUnreachable(
-            f"cloudflared got the address {self.host} but no connection to Cloudflare's edge"
-            f" registered over {self._protocol} within {seconds}.",
-            log_tail=self._log.tail(),
-        )
-
-
-class _EdgeUnreachable(CloudflaredStartError):
-    """An address, but no edge connection: worth one more try over the other protocol."""
-
-
-def _probe(argv: list[str], env: dict[str, str], timeout: float) -> tuple[bool, str]:
-    """Run ``cloudflared access ssh`` once: (whether sshd's banner came back, its last error line)."""
-    process = subprocess.Popen(
-        argv,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env=env,
-        start_new_session=True,
-    )
-    stdout = cast("IO[bytes]", process.stdout)  # stdout=PIPE
-    received = b""
-    deadline = time.monotonic() + timeout
-    try:
-        with selectors.DefaultSelector() as selector:
-            selector.register(stdout, selectors.EVENT_READ)
-            while len(received) < 4 and (left := deadline - time.monotonic()) > 0:
-                if not selector.select(left):
-                    break
-                chunk = os.read(stdout.fileno(), 256)
-                if not chunk:
-                    break
-                received += chunk
-    finally:
-        process.kill()
-        _out, err = process.communicate()
-    lines = err.decode(errors="replace").strip().splitlines()
-    return received.startswith(b"SSH-"), lines[-1] if lines else "no answer"
+    stop_recorded(paths.cloudflared_pid, cloudflared_is_ours(paths.cloudflared_agent_pid))
+    remove_file(paths.cloudflared_agent_pid)
 
 
 class CloudflaredTunnel:
@@ -412,20 +152,20 @@ class CloudflaredTunnel:
         self._start_timeout = start_timeout
         self._reconnect_timeout = reconnect_timeout
         self._process: subprocess.Popen[bytes] | None = None
-        self._log: _LogFollower | None = None
+        self._log: LogFollower | None = None
         self._host: str | None = None
-        self._start: _Start | None = None
+        self._start: StartWatch | None = None
 
     def __repr__(self) -> str:
         return f"<CloudflaredTunnel {self._host or 'closed'}>"
 
     @property
     def _pid_file(self) -> Path:
-        return cloudflared_pid_file(self._paths)
+        return self._paths.cloudflared_pid
 
     @property
     def _log_path(self) -> Path:
-        return cloudflared_log(self._paths)
+        return self._paths.cloudflared_log
 
     # --- the binary ---------------------------------------------------------------------
 
@@ -479,11 +219,11 @@ class CloudflaredTunnel:
         """QUIC first, as cloudflared does; if no connection registers, once more over HTTP/2."""
         try:
             host = self._start_once(binary, local_port, "quic")
-        except _EdgeUnreachable as over_quic:
+        except EdgeUnreachable as over_quic:
             self.close()
             try:
                 host = self._start_once(binary, local_port, "http2")
-            except _EdgeUnreachable as over_http2:
+            except EdgeUnreachable as over_http2:
                 raise CloudflaredStartError(
                     f"cloudflared could not connect to Cloudflare's edge. {over_quic.message_head}"
                     f" Then, started again with --protocol http2: {over_http2.message_head} The runtime"
@@ -497,7 +237,7 @@ class CloudflaredTunnel:
 
     def _start_once(self, binary: Path, local_port: int, protocol: str) -> str:
         process, log = self._launch(binary, local_port, protocol)
-        self._start = _Start(process, log, self._start_timeout, protocol)
+        self._start = StartWatch(process, log, self._start_timeout, protocol)
         return self._start.wait()
 
     def _wait_reachable(self, binary: Path, host: str) -> None:
@@ -507,7 +247,7 @@ class CloudflaredTunnel:
         deadline = time.monotonic() + self._start_timeout
         pause = 0.2
         while True:
-            answered, last_error = _probe(argv, env, min(_PROBE_SECONDS, self._start_timeout))
+            answered, last_error = probe(argv, env, min(_PROBE_SECONDS, self._start_timeout))
             if answered:
                 return
             process = self._process
@@ -529,10 +269,10 @@ class CloudflaredTunnel:
 
     def _launch(
         self, binary: Path, local_port: int, protocol: str
-    ) -> tuple[subprocess.Popen[bytes], _LogFollower]:
+    ) -> tuple[subprocess.Popen[bytes], LogFollower]:
         """Start cloudflared detached: own session, no stdin, its output appended to our log."""
         log_path = self._log_path
-        config = cloudflared_config(self._paths)
+        config = self._paths.cloudflared_config
         write_file(config, CONFIG_TEXT, mode=0o600)
         argv = [
             str(binary),
@@ -544,7 +284,7 @@ class CloudflaredTunnel:
             "info",  # the address box and "Registered tunnel connection" are info lines
             *(["--protocol", protocol] if protocol != "quic" else []),
             "--pidfile",
-            str(_agent_pid_file(self._paths)),
+            str(self._paths.cloudflared_agent_pid),
             "--url",
             f"ssh://localhost:{local_port}",
         ]
@@ -568,7 +308,7 @@ class CloudflaredTunnel:
                     f" cloudflared (chmod 755), point {BINARY_ENV} at one, or remove it so that"
                     f" colab_ssh downloads cloudflared {VERSION} again."
                 ) from None
-        self._process, self._log = process, _LogFollower(log_path, offset)
+        self._process, self._log = process, LogFollower(log_path, offset)
         record_process(self._pid_file, process.pid, argv)
         return process, self._log
 
@@ -600,7 +340,7 @@ class CloudflaredTunnel:
         for pid in dict.fromkeys([*below, *late, *descendants(*late)]):
             terminate_pid(pid, timeout=1.0)
         remove_file(self._pid_file)
-        remove_file(_agent_pid_file(self._paths))
+        remove_file(self._paths.cloudflared_agent_pid)
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:

@@ -14,6 +14,7 @@ import hashlib
 import http.server
 import json
 import os
+import platform
 import re
 import shlex
 import signal
@@ -34,6 +35,7 @@ from colab_ssh.processes import read_record, record_process
 from colab_ssh.request import TUNNEL_NAMES
 from colab_ssh.tunnels import Tunnel
 from colab_ssh.tunnels import cloudflared as cf
+from colab_ssh.tunnels import cloudflared_watch as cf_watch
 from colab_ssh.tunnels.cloudflared import (
     CloudflaredDownloadError,
     CloudflaredIntegrityError,
@@ -701,9 +703,9 @@ def test_the_address_is_the_boxed_one_never_the_api_host():
         "see https://developers.cloudflare.com/cloudflare-one/connections/connect-apps",
     ]
 
-    found = cf._ADDRESS.search(boxed)
+    found = cf_watch.ADDRESS.search(boxed)
     assert found is not None and found.group(1) == "headline-attach-along-referred.trycloudflare.com"
-    assert [line for line in not_addresses if cf._ADDRESS.search(line)] == []
+    assert [line for line in not_addresses if cf_watch.ADDRESS.search(line)] == []
 
 
 # --- the download: pinned, integrity-checked, from a local server in tests --------------------
@@ -796,7 +798,7 @@ def test_the_pinned_download_goes_to_github_releases(state_dir, monkeypatch):
     monkeypatch.setattr(
         cf, "download_verified", lambda url, sha, cache, name: fetched.append((url, sha, cache.path / name))
     )
-    monkeypatch.setattr(cf.platform, "machine", lambda: "aarch64")
+    monkeypatch.setattr(platform, "machine", lambda: "aarch64")
     paths = paths_for(state_dir)
 
     assert CloudflaredTunnel(paths).binary() == paths.cache_dir / f"cloudflared-{cf.VERSION}"

@@ -30,7 +30,6 @@ from colab_ssh.errors import UnsafePathError
 from colab_ssh.paths import Paths
 from colab_ssh.sshd_config import SshdSettings, render_sshd_config
 from colab_ssh.supervisor import StateFiles
-from colab_ssh.tunnels.cloudflared import cloudflared_log, cloudflared_pid_file
 
 from ..support.host import ClientKey, SshClient, home_of, make_client_key, our_processes
 from ..support.stand_ins import NgrokCloud
@@ -91,8 +90,8 @@ def state_file_names(paths: Paths) -> list[Path]:
     files = StateFiles(paths.state_dir)
     names = {
         *from_paths,
-        cloudflared_log(paths),
-        cloudflared_pid_file(paths),
+        paths.cloudflared_log,
+        paths.cloudflared_pid,
         files.pid,
         files.log,
         files.connection,
