@@ -86,22 +86,6 @@ def test_in_a_cell_a_mounted_drive_is_not_mounted_again(colab: ColabStub, mounte
     assert colab.mounts == []
 
 
-def test_a_folder_that_is_not_a_mount_is_not_drive(colab: ColabStub, tmp_path):
-    """A plain /content/drive/MyDrive folder (someone's mkdir) is not Drive: writing there would
-    vanish with the runtime."""
-    colab.in_kernel = False
-    (tmp_path / "drive" / "MyDrive").mkdir(parents=True)
-
-    assert not colab_module.drive_mounted(str(tmp_path / "drive"))
-    with pytest.raises(ColabSSHError, match="only a notebook cell can mount it"):
-        colab_module.mount_drive(str(tmp_path / "drive"))
-
-
-def test_in_a_cell_drive_is_mounted_through_colab(colab: ColabStub, tmp_path):
-    assert colab_module.mount_drive(str(tmp_path / "drive")) == str(tmp_path / "drive")
-    assert colab.mounts == [str(tmp_path / "drive")]
-
-
 def test_the_command_line_fails_at_once_with_the_fix(tmp_path, test_user, port, state_dir, no_drive_here):
     """`colab-ssh start --mount-drive` in Colab's terminal: refused before any supervisor starts."""
     stubs = tmp_path / "stubs"

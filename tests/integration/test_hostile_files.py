@@ -379,11 +379,6 @@ def test_every_folder_argument_is_refused_before_anything_changes(
     assert our_processes(state_dir) == []
 
 
-def test_a_nul_in_stop_ssh_state_dir_is_a_colab_ssh_error():
-    with pytest.raises(ColabSSHError, match="NUL"):
-        stop_ssh(state_dir="/tmp/a\0b")
-
-
 # --- public_key files ---------------------------------------------------------------------------
 
 SHADOW_LIKE = "root:$y$j9T$SECRETSALTxyz$SECRETHASHabcdefghij:19000:0:99999:7:::\nbin:*:19000::::::\n"

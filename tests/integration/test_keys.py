@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from colab_ssh import InvalidArgumentError, KeySourceError, start_ssh, stop_ssh
-from colab_ssh.keys import PublicKey, merge_authorized_keys, parse_public_key
+from colab_ssh.keys import parse_public_key
 
 from ..support.host import ClientKey, SshClient, home_of, make_client_key
 from ..support.stand_ins import ColabStub, GitHubStandIn, NgrokCloud
@@ -192,16 +192,6 @@ def test_parse_accepts_real_keys_of_each_common_type(tmp_path):
         key = make_client_key(tmp_path / kind, f"id_{kind}", kind=kind)
         parsed = parse_public_key(key.public_line, "test")
         assert parsed.line == key.public_line
-
-
-def test_merge_is_idempotent_and_keeps_lines_with_options():
-    key = PublicKey(
-        "ssh-ed25519", "AAAAC3NzaC1lZDI1NTE5AAAAIFMivxONclMHUx+G5Wjm/C0crwJB1VJ/w9EqolwGOeE1", "me"
-    )
-    existing = f'from="10.0.0.1" {key.kind} {key.blob} old-comment\n'
-    assert merge_authorized_keys(existing, [key]) == existing
-    once = merge_authorized_keys("", [key])
-    assert merge_authorized_keys(once, [key]) == once == key.line + "\n"
 
 
 def test_private_key_files_are_refused_by_path(tmp_path, state_dir):

@@ -27,7 +27,6 @@ from colab_ssh import (
     start_ssh,
     stop_ssh,
 )
-from colab_ssh.authtoken import resolve_authtoken
 from colab_ssh.system import read_password_hash
 
 from ..support.host import SshClient, our_processes
@@ -311,32 +310,6 @@ def test_no_token_anywhere_names_all_four_places(test_user, port, state_dir, ngr
     ):
         assert place in message
     assert not state_dir.exists()
-
-
-def test_secret_without_notebook_access_is_explained(colab: ColabStub):
-    colab.secret_error = "NotebookAccessError"
-    with pytest.raises(AuthtokenMissingError, match="no access"):
-        resolve_authtoken(None, {}, someone_to_ask=lambda: False)
-
-
-def test_the_order_is_argument_environment_secret_prompt(colab: ColabStub):
-    colab.secrets["NGROK_AUTHTOKEN"] = "from-secret"
-    environ = {"NGROK_AUTHTOKEN": "from-env"}
-    asked: list[str] = []
-
-    def ask(prompt: str) -> str:
-        asked.append(prompt)
-        return "from-prompt"
-
-    def someone() -> bool:
-        return True
-
-    assert resolve_authtoken("from-arg", environ, someone_to_ask=someone, ask=ask) == "from-arg"
-    assert resolve_authtoken(None, environ, someone_to_ask=someone, ask=ask) == "from-env"
-    assert resolve_authtoken(None, {}, someone_to_ask=someone, ask=ask) == "from-secret"
-    del colab.secrets["NGROK_AUTHTOKEN"]
-    assert resolve_authtoken(None, {}, someone_to_ask=someone, ask=ask) == "from-prompt"
-    assert asked and "authtoken" in asked[0]
 
 
 def test_an_old_agent_of_the_users_is_refused_before_it_starts(

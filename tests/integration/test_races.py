@@ -19,7 +19,6 @@ from pathlib import Path
 import pytest
 
 from colab_ssh import SessionLostError, ssh_status, start_ssh
-from colab_ssh.ownership import describe
 
 from ..support.host import SshClient, our_processes
 from .test_cli import cli, local, saved_connection
@@ -237,16 +236,6 @@ def test_stop_from_another_process_ends_the_owners_session_for_good(test_user, p
     assert status.monitor_error is not None and "another process" in status.monitor_error
     time.sleep(0.5)  # five monitor intervals: it must not have brought sshd back
     assert sshd_listeners(state_dir) == []
-
-
-def test_owners_are_named_for_what_they_are():
-    kernel = ["/usr/bin/python3", "-m", "colab_kernel_launcher", "-f", "/root/.local/share/jupyter/k.json"]
-    jupyter = ["/usr/bin/python3", "-m", "ipykernel_launcher", "-f", "/tmp/kernel-1.json"]
-    supervisor = [sys.executable, "-m", "colab_ssh", "serve", "--tunnel", "none", "--state-dir", "/x"]
-    assert describe(kernel) == describe(jupyter) == "a notebook kernel"
-    assert describe(supervisor) == "the colab-ssh supervisor"
-    assert describe(["/usr/local/bin/colab-ssh", "start", "--foreground"]) == "`colab-ssh start --foreground`"
-    assert describe(["python3", "train.py"]).startswith("a process running 'python3 train.py'")
 
 
 def test_colab_ssh_status_says_why_sshd_cannot_come_back(test_user, port, state_dir: Path):

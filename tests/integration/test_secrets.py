@@ -20,6 +20,7 @@ import pytest
 from colab_ssh.paths import Paths
 
 from ..support.host import free_port, home_of
+from ..support.secrets import secrets_in_chain
 from ..support.stand_ins import NgrokCloud
 
 SCRIPT = """
@@ -141,39 +142,6 @@ def test_stop_ssh_removes_the_token_file(traced_start, state_dir):
 # --- rejected token) stays reachable to any handler, logger or debugger that walks the chain.
 
 CHAIN_PASSWORD = "Pw-Chain-S3cret-5150"
-
-
-def secrets_in_chain(error: BaseException, secrets: list[str]) -> list[str]:
-    """Where in the exception chain a secret appears: message, repr, args, attributes, notes."""
-    found: list[str] = []
-    seen: set[int] = set()
-    pending: list[BaseException | None] = [error]
-    while pending:
-        current = pending.pop()
-        if current is None or id(current) in seen:
-            continue
-        seen.add(id(current))
-        texts = [str(current), repr(current), *map(repr, current.args), *map(repr, vars(current).values())]
-        texts += getattr(current, "__notes__", [])
-        for secret in secrets:
-            if any(secret in text for text in texts):
-                found.append(f"{type(current).__name__} holds {secret[:6]}...")
-        pending += [current.__cause__, current.__context__]
-    return found
-
-
-def test_the_chain_walk_finds_a_secret_in_a_hidden_context():
-    """The check itself can fail: a secret two links down, behind 'from None', is found."""
-    try:
-        try:
-            raise ValueError("agent said: Your authtoken: tok_hidden_99")
-        except ValueError:
-            raise KeyError("wrapped") from None
-    except KeyError as wrapped:
-        outer = RuntimeError("outer")
-        outer.__context__ = wrapped
-        assert secrets_in_chain(outer, ["tok_hidden_99"]) == ["ValueError holds tok_hi..."]
-        assert secrets_in_chain(outer, ["absent"]) == []
 
 
 def _old_agent(c: ChainCase) -> dict[str, object]:
