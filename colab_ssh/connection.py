@@ -5,6 +5,8 @@ from __future__ import annotations
 import shlex
 from dataclasses import dataclass, field
 
+from .card import render_html
+
 __all__ = ["Connection", "HostKey", "render_details"]
 
 SSH_CONFIG_ALIAS = "colab"
@@ -67,9 +69,12 @@ class Connection:
 
     def _repr_html_(self) -> str:
         """The card, when a notebook shows the object (e.g. ``conn`` as a cell's last line)."""
-        from .display import render_html  # here: display imports this module
-
         return render_html(self)
+
+    @property
+    def config_alias(self) -> str:
+        """The Host name the ~/.ssh/config block defines (and VS Code's Remote-SSH lists)."""
+        return SSH_CONFIG_ALIAS
 
     @property
     def key_login(self) -> bool:

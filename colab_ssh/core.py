@@ -39,6 +39,7 @@ from .sshd import (
     validate_config,
 )
 from .sshd_config import SshdSettings, render_sshd_config
+from .supervisor_state import stop_supervisor
 from .system import (
     PasswordChange,
     check_system,
@@ -505,8 +506,6 @@ def stop_ssh(*, state_dir: str | os.PathLike[str] | None = None) -> None:
     what runs from the default folder.
     """
     global _session, _lost
-    from .supervisor import StateFiles, stop_supervisor  # here: supervisor imports this module
-
     asked = None if state_dir is None else canonical_folder(state_dir, "state_dir", trusted=False)
     with _lock:
         ours = (
@@ -529,7 +528,7 @@ def stop_ssh(*, state_dir: str | os.PathLike[str] | None = None) -> None:
         # Files holding a secret that a dead owner (a restarted kernel, a supervisor killed with
         # SIGKILL) could not remove: the ngrok token, and the password in connection.json.
         remove_file(paths.ngrok_config)
-        remove_file(StateFiles(paths.state_dir).connection)
+        remove_file(paths.connection_json)
         session_files.remove_session_environment(paths)
         password_record.restore(paths.password_record, paths.shadow_file)
         release(paths)  # a live owner elsewhere finds its session gone and stops its monitor

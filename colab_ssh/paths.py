@@ -139,6 +139,36 @@ class Paths:
         """The process whose session runs from this folder (processes.py's pid-file format)."""
         return self.state_dir / "owner.pid"
 
+    # The command line's supervisor (supervisor_state.StateFiles reads these names).
+
+    @property
+    def supervisor_pid(self) -> Path:
+        return self.state_dir / "supervisor.pid"
+
+    @property
+    def supervisor_log(self) -> Path:
+        return self.state_dir / "supervisor.log"
+
+    @property
+    def connection_json(self) -> Path:
+        """The supervisor's session, for `start` and `status` in other processes (0600: the password)."""
+        return self.state_dir / "connection.json"
+
+    @property
+    def error_json(self) -> Path:
+        """Why the supervisor could not start, for `start` to show."""
+        return self.state_dir / "error.json"
+
+    @property
+    def cli_lock(self) -> Path:
+        """Held (flock) by a command-line start or stop, so that one does at a time."""
+        return self.state_dir / "cli.lock"
+
+    @property
+    def serving_lock(self) -> Path:
+        """Kept open by the process serving this folder (the supervisor, or ``start --foreground``)."""
+        return self.state_dir / "serving.lock"
+
     @property
     def apt_log(self) -> Path:
         return self.state_dir / "apt.log"

@@ -50,8 +50,8 @@ __all__ = [
     "sshd_is_ours",
     "start_time",
     "stop_recorded",
+    "stop_tree",
     "supervisor_is_ours",
-    "terminate_pid",
 ]
 
 _POLL_SECONDS = 0.005
@@ -232,15 +232,40 @@ def session_members(session_id: int) -> list[int]:
     return [pid for pid, _parent, session in _process_table() if session == session_id and pid != session_id]
 
 
-def terminate_pid(pid: int, timeout: float = 3.0) -> None:
-    """SIGTERM, then SIGKILL if it lingers."""
-    for sig in (signal.SIGTERM, signal.SIGKILL):
+def _signal_until_gone(pid: int, started: int | None, timeout: float, sigterms: int) -> None:
+    """SIGTERM ``sigterms`` times (sharing ``timeout``), then SIGKILL; reaped if it is our child.
+
+    Every signal goes only to the process that had ``pid`` and ``started`` when it was listed:
+    one that got the number since is never touched.
+    """
+    for number in [signal.SIGTERM] * sigterms + [signal.SIGKILL]:
+        if started is None or start_time(pid) != started:
+            return
         try:
-            os.kill(pid, sig)
+            os.kill(pid, number)
         except ProcessLookupError:
             return
-        if _wait_gone(pid, timeout):
+        if _wait_gone(pid, timeout / sigterms if number == signal.SIGTERM else timeout):
             return
+
+
+def stop_tree(pid: int, *, timeout: float = 3.0, sigterms: int = 1, children_timeout: float = 1.0) -> None:
+    """Stop a process and everything it started: the one way colab_ssh ends a process.
+
+    SIGTERM (``sigterms`` times: cloudflared finishes open connections on the first one and
+    only stops at once on the second), then SIGKILL after ``timeout``. Its descendants are
+    listed first, since they are reparented (and harder to find) once it is gone; then the
+    members of its session (e.g. the connection handlers of a dead sshd listener, accepted
+    while we looked) and theirs get the same, with ``children_timeout``. Each process is
+    known by its pid and start time, so a recycled pid is never signalled.
+    """
+    root = (pid, start_time(pid))
+    below = [(child, start_time(child)) for child in descendants(pid)]
+    _signal_until_gone(*root, timeout, sigterms)
+    late = session_members(pid)
+    late_below = [(child, start_time(child)) for child in [*late, *descendants(*late)]]
+    for child, started in dict.fromkeys([*below, *late_below]):
+        _signal_until_gone(child, started, children_timeout, 1)
 
 
 def stop_recorded(pid_file: Path, ours: Callable[[Sequence[str]], bool]) -> bool:
@@ -253,12 +278,7 @@ def stop_recorded(pid_file: Path, ours: Callable[[Sequence[str]], bool]) -> bool
     record = read_record(pid_file)
     stopped = False
     if record is not None and record.pid != os.getpid() and ours(record.argv) and same_process(record):
-        # Children first in the list, since they are reparented (and harder to find) once it is gone.
-        below = descendants(record.pid)
-        terminate_pid(record.pid)
-        late = session_members(record.pid)  # its session's members, e.g. sshd's connection handlers
-        for child in dict.fromkeys([*below, *late, *descendants(*late)]):
-            terminate_pid(child, timeout=1.0)
+        stop_tree(record.pid)
         stopped = True
     remove_file(pid_file)
     return stopped

@@ -10,28 +10,17 @@ import time
 from pathlib import Path
 
 from .errors import ColabSSHError, SshdConfigError, SshdStartError
-from .processes import (
-    descendants,
-    read_record,
-    record_process,
-    session_members,
-    sshd_is_ours,
-    stop_recorded,
-    terminate_pid,
-)
+from .processes import read_record, record_process, sshd_is_ours, stop_recorded, stop_tree
 from .system import open_log, read_file, remove_file, tail, tool_environment, write_file
 
 __all__ = [
     "SshdProcess",
     "answers_banner",
-    "descendants",
     "ensure_config",
     "port_in_use",
     "require_free_port",
-    "session_members",
     "sshd_version",
     "stop_stale_sshd",
-    "terminate_pid",
     "validate_config",
 ]
 
@@ -201,19 +190,8 @@ class SshdProcess:
 
     def stop(self) -> None:
         """Stop the listener and every session it started (they would outlive it otherwise)."""
-        listener = self.process.pid
-        sessions = descendants(listener)
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=3)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        # A connection accepted while we looked is in the listener's session, now orphaned.
-        late = session_members(listener)
-        for pid in dict.fromkeys([*sessions, *late, *descendants(*late)]):
-            terminate_pid(pid, timeout=1.0)
+        stop_tree(self.process.pid)
+        self.process.wait()  # already reaped by stop_tree(): this only records that it ended
         self._forget_pid_file()
 
     def _forget_pid_file(self) -> None:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import fcntl
 import json
 import logging
 import os
@@ -24,7 +23,6 @@ import subprocess
 import sys
 import time
 import traceback
-from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -37,9 +35,10 @@ from .display import connection_display_suppressed
 from .environment import CALLER_PYTHONPATH
 from .errors import ColabSSHError, SessionLostError
 from .ownership import open_lock_file
-from .processes import holds_open, read_record, record_process, same_process, start_time, supervisor_is_ours
+from .processes import stop_tree
 from .secret_text import conceal
-from .system import read_file, remove_file, write_file
+from .supervisor_state import STOP_TIMEOUT, StateFiles, stop_supervisor
+from .system import remove_file
 
 __all__ = [
     "HEALTH_INTERVAL",
@@ -60,7 +59,6 @@ __all__ = [
 ]
 
 PROGRAM = "colab-ssh"  # the command, as messages name it
-STOP_TIMEOUT = 30.0
 HEALTH_INTERVAL = 30.0
 _POLL = 0.1
 _LOG_MARK = "[log "  # starts the supervisor's log lines that are not progress
@@ -127,88 +125,6 @@ class Secrets:
 
     authtoken: str | None = field(default=None, repr=False)
     password: str | None = field(default=None, repr=False)
-
-
-# --- the files in the state folder ---------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class StateFiles:
-    """The command line's files, beside start_ssh()'s own in the state folder."""
-
-    state_dir: Path
-
-    @property
-    def pid(self) -> Path:
-        return self.state_dir / "supervisor.pid"
-
-    @property
-    def log(self) -> Path:
-        return self.state_dir / "supervisor.log"
-
-    @property
-    def connection(self) -> Path:
-        return self.state_dir / "connection.json"
-
-    @property
-    def error(self) -> Path:
-        return self.state_dir / "error.json"
-
-    @property
-    def lock(self) -> Path:
-        return self.state_dir / "cli.lock"
-
-    @contextlib.contextmanager
-    def locked(self) -> Iterator[None]:
-        """One start or stop at a time: two supervisors would fight over the port and the files."""
-        descriptor = open_lock_file(self.lock)  # no-follow, close-on-exec: not inherited by children
-        try:
-            fcntl.flock(descriptor, fcntl.LOCK_EX)
-            yield
-        finally:
-            os.close(descriptor)
-
-    def record_pid(self, pid: int, argv: Sequence[str]) -> None:
-        record_process(self.pid, pid, argv)
-
-    @property
-    def serving(self) -> Path:
-        """Kept open by the process serving this folder (the supervisor, or ``start --foreground``)."""
-        return self.state_dir / "serving.lock"
-
-    def running_pid(self) -> int | None:
-        """The supervisor's pid if it still runs: the recorded process (pid, start time, argv), and ours.
-
-        Ours: its command line is ``colab_ssh serve`` for this folder (as we spawn it), or it
-        holds serving.lock open (a foreground server, whatever script runs it). A pid file naming
-        any other process, even with its true start time, names no supervisor.
-        """
-        record = read_record(self.pid)
-        if record is None or not same_process(record):
-            return None
-        if supervisor_is_ours(self.state_dir)(record.argv) or holds_open(record.pid, self.serving):
-            return record.pid
-        return None
-
-    def forget_own_pid(self) -> None:
-        """Remove the pid file if it names this process (never another supervisor's)."""
-        if self.running_pid() == os.getpid():
-            remove_file(self.pid)
-
-    def write_json(self, path: Path, content: dict[str, Any]) -> None:
-        write_file(path, json.dumps(content, indent=1) + "\n", mode=0o600)
-
-    def read_json(self, path: Path) -> dict[str, Any] | None:
-        """The file's object; None while it is missing (or, never seen thanks to atomic writes, torn)."""
-        try:
-            content = json.loads(read_file(path) or b"null")  # never through a link
-        except (OSError, ColabSSHError, ValueError):
-            return None
-        return content if isinstance(content, dict) else None
-
-    def clear(self) -> None:
-        for path in (self.pid, self.connection, self.error):
-            remove_file(path)
 
 
 def connection_to_json(connection: Connection) -> dict[str, Any]:
@@ -544,36 +460,6 @@ def _error_from(record: dict[str, Any] | None, returncode: int | None, files: St
 
 def stop_spawned(process: subprocess.Popen[bytes], files: StateFiles) -> None:
     """End a supervisor spawned here and reap it; stop_ssh() for anything it left (after a SIGKILL, all)."""
-    _end_process(process.pid, STOP_TIMEOUT)
+    stop_tree(process.pid, timeout=STOP_TIMEOUT)
     stop_ssh(state_dir=files.state_dir)
     process.wait()
-
-
-def stop_supervisor(state_dir: str | os.PathLike[str], *, timeout: float = STOP_TIMEOUT) -> bool:
-    """End the ``colab-ssh start`` supervisor of this state folder if one runs; True if one did.
-
-    For stop_ssh(): otherwise the supervisor would bring back what stop_ssh() stopped. It never
-    ends the calling process (the supervisor's own stop_ssh() on its way out comes here too).
-    """
-    files = StateFiles(Path(state_dir))
-    pid = files.running_pid()
-    if pid is None or pid == os.getpid():
-        return False
-    _end_process(pid, timeout)
-    files.clear()
-    return True
-
-
-def _end_process(pid: int, timeout: float) -> None:
-    """SIGTERM, then SIGKILL after ``timeout``; the start time makes sure it is still the same process."""
-    started = start_time(pid)
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while start_time(pid) == started and started is not None and time.monotonic() < deadline:
-        with contextlib.suppress(ChildProcessError):
-            os.waitpid(pid, os.WNOHANG)
-        time.sleep(_POLL)
-    if start_time(pid) == started and started is not None:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)

@@ -37,7 +37,6 @@ How it differs from ngrok, and why the code looks the way it does:
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import subprocess
@@ -46,14 +45,7 @@ from pathlib import Path
 
 from ..errors import InvalidArgumentError
 from ..paths import Paths
-from ..processes import (
-    cloudflared_is_ours,
-    descendants,
-    record_process,
-    session_members,
-    stop_recorded,
-    terminate_pid,
-)
+from ..processes import cloudflared_is_ours, record_process, stop_recorded, stop_tree
 from ..progress import Progress
 from ..safe_files import trusted_dir
 from ..system import open_log, remove_file, write_file
@@ -334,28 +326,9 @@ class CloudflaredTunnel:
         self._host, self._start = None, None
         if process is None:
             return
-        below = descendants(process.pid)
-        _stop(process)
-        late = session_members(process.pid)
-        for pid in dict.fromkeys([*below, *late, *descendants(*late)]):
-            terminate_pid(pid, timeout=1.0)
+        # On SIGTERM cloudflared stops taking connections but waits for open ones (an SSH session
+        # can last hours) up to its 30 s grace period, or until a second SIGTERM.
+        stop_tree(process.pid, timeout=_STOP_SECONDS, sigterms=2)
+        process.wait()  # already reaped by stop_tree(): this only records that it ended
         remove_file(self._pid_file)
         remove_file(self._paths.cloudflared_agent_pid)
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    """SIGTERM twice, then SIGKILL.
-
-    On SIGTERM cloudflared stops taking connections but waits for open ones (an SSH session
-    can last hours) up to its 30 s grace period, or until a second SIGTERM.
-    """
-    for _ in range(2):
-        if process.poll() is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            process.terminate()
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            process.wait(timeout=_STOP_SECONDS / 2)
-            return
-    process.kill()
-    process.wait()
