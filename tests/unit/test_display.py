@@ -9,6 +9,7 @@ from html.parser import HTMLParser
 
 import pytest
 
+from colab_ssh import card as card_module
 from colab_ssh import display as display_module
 from colab_ssh import platform as platform_module
 from colab_ssh import progress as progress_module
@@ -106,7 +107,7 @@ def test_hostile_strings_are_text_never_markup():
         "i", "a", "table", "tr", "td", "ul", "script", "wbr",
     }  # fmt: skip
     assert len(markup.named("script")) == 1
-    assert markup.scripts[0] == display_module._SCRIPT.removeprefix("<script>").removesuffix("</script>")
+    assert markup.scripts[0] == card_module._SCRIPT.removeprefix("<script>").removesuffix("</script>")
     assert all(not name.startswith("on") for _tag, attrs in markup.tags for name in attrs)
     assert markup.copies() == commands(HOSTILE)  # the data attributes give back the exact strings
     assert "<script>window" not in card and "<img" not in card
