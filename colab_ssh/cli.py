@@ -11,7 +11,6 @@ Exit codes: 0 success; 1 failure (one line on stderr, ``--debug`` adds the trace
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import getpass
 import json
 import os
@@ -28,10 +27,10 @@ from .authtoken import ENV_NAME, TOKEN_PAGE, resolve_authtoken
 from .connection import render_details
 from .core import stop_ssh
 from .errors import AuthtokenMissingError, ColabSSHError
+from .options import Passing, StartOptions, add_flags
 from .paths import Paths, canonical_folder
 from .platform import Platform, detect_platform
 from .processes import command_line, ngrok_agent_is_ours, running_record, sshd_is_ours
-from .request import NGROK_REGIONS, TUNNEL_NAMES
 from .secret_text import conceal
 from .sshd import answers_banner
 from .supervisor import (
@@ -39,7 +38,6 @@ from .supervisor import (
     PROGRAM,
     STOP_TIMEOUT,
     Secrets,
-    StartOptions,
     StateFiles,
     SupervisorError,
     connection_from_json,
@@ -65,38 +63,15 @@ class CliError(Exception):
 # --- the options, as start_ssh() takes them -------------------------------------------------
 
 
-def _absolute_if_file(value: str) -> str:
-    """A .pub path made absolute (the supervisor runs in /); key text unchanged."""
-    path = Path(value).expanduser()
-    return str(path.absolute()) if path.is_file() else value
-
-
-def options_from(arguments: argparse.Namespace) -> StartOptions:
-    return StartOptions(
-        tunnel=arguments.tunnel,
-        port=arguments.port,
-        region=arguments.region,
-        user=arguments.user,
-        mount_drive=arguments.mount_drive,
-        public_keys=tuple(_absolute_if_file(key) for key in arguments.public_key),
-        github_user=arguments.github_user,
-        host_keys_dir=(
-            None
-            if arguments.host_keys_dir is None
-            else str(Path(arguments.host_keys_dir).expanduser().absolute())
-        ),
-    )
-
-
 def _check_platform(options: StartOptions) -> None:
     """Colab-only options refused outside Colab with a message, before anything starts."""
     platform = detect_platform()
-    if options.mount_drive and platform is not Platform.COLAB:
+    if options["mount_drive"] and platform is not Platform.COLAB:
         raise CliError(
             f"--mount-drive needs Google Colab; this is {platform.value}. Mount your storage"
             " yourself and leave --mount-drive off."
         )
-    if options.mount_drive and not colab.drive_mounted():
+    if options["mount_drive"] and not colab.drive_mounted():
         # A command has no notebook front end to ask for Drive consent through: fail now, not
         # after the supervisor started.
         raise CliError(f"--mount-drive: Google Drive is not mounted at /content/drive; {colab.DRIVE_FIX}.")
@@ -117,7 +92,7 @@ def read_secrets(arguments: argparse.Namespace, options: StartOptions) -> Secret
     # conceal(): a traceback printed with its locals shows '<hidden>' for them.
     authtoken = conceal(_read_line(sys.stdin, "ngrok authtoken: ") if arguments.authtoken_stdin else None)
     password = conceal(_read_line(sys.stdin, "password: ") if arguments.password_stdin else None)
-    if options.tunnel != "ngrok":
+    if options["tunnel"] != "ngrok":
         return Secrets(password=password)
     try:
         authtoken = conceal(
@@ -141,7 +116,7 @@ def _already_running(files: StateFiles, pid: int, options: StartOptions, quiet: 
     state = files.read_json(files.connection)
     if state is None:
         raise CliError(f"{PROGRAM} is already starting (supervisor pid {pid}); try `{PROGRAM} status`.")
-    if state.get("options") != json.loads(json.dumps(dataclasses.asdict(options))):
+    if state.get("options") != json.loads(json.dumps(dict(options.values))):
         raise CliError(
             f"{PROGRAM} already runs with other options; run `{PROGRAM} stop` first to change them."
         )
@@ -178,7 +153,7 @@ def _launch(options: StartOptions, files: StateFiles, arguments: argparse.Namesp
 
 
 def command_start(arguments: argparse.Namespace) -> int:
-    options = options_from(arguments)
+    options = StartOptions.from_arguments(arguments)
     check_system()
     _check_platform(options)
     files = StateFiles(Path(arguments.state_dir))
@@ -205,7 +180,7 @@ def command_start(arguments: argparse.Namespace) -> int:
 def _command_serve(arguments: argparse.Namespace) -> int:
     """``serve``, the supervisor `start` launches: its errors go to error.json, which `start` reports."""
     served = supervise(
-        options_from(arguments),
+        StartOptions.from_arguments(arguments),
         StateFiles(Path(arguments.state_dir)),
         check_interval=arguments.check_interval,
     )
@@ -287,16 +262,6 @@ def command_status(arguments: argparse.Namespace) -> int:
 # --- the command line --------------------------------------------------------------------------
 
 
-def _port(text: str) -> int:
-    try:
-        port = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
-    if not 1 <= port <= 65535:
-        raise argparse.ArgumentTypeError(f"port must be from 1 to 65535, not {port}")
-    return port
-
-
 def _seconds(text: str) -> float:
     try:
         seconds = float(text)
@@ -317,29 +282,6 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
 
 
-def _server_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--tunnel", choices=TUNNEL_NAMES, default="ngrok", help="ngrok, or none: this machine's own address"
-    )
-    parser.add_argument("--port", type=_port, default=22, help="the port sshd listens on (default: 22)")
-    parser.add_argument("--region", choices=NGROK_REGIONS, help="ngrok region (default: the nearest)")
-    parser.add_argument(
-        "--user", default="root", help="the account to log in as; it must exist (default: root)"
-    )
-    parser.add_argument("--mount-drive", action="store_true", help="mount Google Drive first (Colab only)")
-    parser.add_argument(
-        "--public-key",
-        action="append",
-        default=[],
-        metavar="KEY_OR_FILE",
-        help="log in with this key (a key line or a .pub file; repeatable); turns password login off",
-    )
-    parser.add_argument(
-        "--github-user", metavar="NAME", help="log in with the keys github.com/NAME.keys lists"
-    )
-    parser.add_argument("--host-keys-dir", metavar="DIR", help="keep the host keys here across runtimes")
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROGRAM,
@@ -351,16 +293,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="{start,stop,status}")
 
     start = commands.add_parser("start", help="start sshd and the tunnel; they keep running after it returns")
-    _server_options(start)
-    start.add_argument(
-        "--authtoken-stdin", action="store_true", help=f"read the ngrok token from stdin (else ${ENV_NAME})"
-    )
-    start.add_argument(
-        "--password-stdin",
-        action="store_true",
-        help="read the password from stdin (after the token, if both)",
-    )
-    start.add_argument("--quiet", action="store_true", help="print nothing but errors")
+    add_flags(start, (Passing.ARGV, Passing.STDIN, Passing.CALLER))
     start.add_argument("--check-interval", type=_seconds, default=HEALTH_INTERVAL, help=argparse.SUPPRESS)
     start.add_argument("--foreground", action="store_true", help="stay in the foreground until Ctrl-C")
     start.add_argument(
@@ -390,7 +323,7 @@ def build_parser() -> argparse.ArgumentParser:
     status.set_defaults(handler=command_status)
 
     serve_parser = commands.add_parser("serve")  # internal: the supervisor `start` launches
-    _server_options(serve_parser)
+    add_flags(serve_parser, (Passing.ARGV,))  # the secrets come on its stdin
     serve_parser.add_argument("--check-interval", type=_seconds, default=HEALTH_INTERVAL)
     _common(serve_parser)
     serve_parser.set_defaults(handler=_command_serve)

@@ -18,16 +18,17 @@ from . import password_record as password_record
 from .authtoken import resolve_authtoken
 from .connection import DRIVE_PATH, Connection
 from .display import show_connection
-from .errors import ColabSSHError, InvalidArgumentError, SessionLostError, SshdStartError
+from .errors import ColabSSHError, SessionLostError, SshdStartError
 from .host_keys import host_key_fingerprints, prepare_host_keys, system_host_keys
 from .keys import PublicKey, fetch_github_keys, install_authorized_keys, parse_public_key
 from .monitor import Monitor
+from .options import check_request
 from .ownership import claim, owned_by_us, release, require_no_other_owner, state_lock
 from .paths import Paths, canonical_folder
 from .platform import default_workdir, detect_platform
 from .processes import ngrok_agent_is_ours, stop_recorded
 from .progress import Progress
-from .request import Request, check_request
+from .request import Request
 from .safe_files import trusted_dir
 from .secret_text import conceal, reveal
 from .sshd import (
@@ -422,32 +423,10 @@ def start_ssh(
     global _session
     # From here on, a traceback printed with its locals shows '<hidden>' for these.
     authtoken, password = conceal(authtoken), conceal(password)
+    # Exactly the parameters, by the names options.OPTIONS gives them (a test holds them equal).
+    arguments = dict(locals())
     check_system()
-    request = check_request(
-        authtoken=authtoken,
-        password=password,
-        tunnel=tunnel,
-        port=port,
-        region=region,
-        mount_drive=mount_drive,
-        user=user,
-        state_dir=state_dir,
-        public_key=public_key,
-        github_user=github_user,
-        host_keys_dir=host_keys_dir,
-    )
-    if monitor_interval is not None and (
-        isinstance(monitor_interval, bool)
-        or not isinstance(monitor_interval, int | float)
-        or monitor_interval <= 0
-    ):
-        raise InvalidArgumentError(
-            f"monitor_interval must be a positive number of seconds or None, not {monitor_interval!r}."
-        )
-    if on_change is not None and not callable(on_change):
-        raise InvalidArgumentError(
-            f"on_change must be a function taking the new Connection, not {on_change!r}."
-        )
+    request = check_request(**arguments)
     global _lost
     # One start at a time per state folder, across processes; the lock is held until the new
     # session is up and recorded as the folder's owner, so a second start never sees half of it.

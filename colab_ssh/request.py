@@ -1,4 +1,7 @@
-"""start_ssh()'s arguments, checked before anything on the machine changes."""
+"""start_ssh()'s arguments, checked before anything on the machine changes: the checks of one value each.
+
+options.py says which check goes with which option and runs them (check_request()).
+"""
 
 from __future__ import annotations
 
@@ -10,13 +13,23 @@ from pathlib import Path
 
 from .authtoken import check_authtoken
 from .errors import InvalidArgumentError, UnsafePathError
-from .host_keys import check_saved_host_keys
-from .keys import PublicKey, check_github_user, read_key_argument
+from .keys import PublicKey, read_key_argument
 from .paths import Paths, canonical_folder
 from .secret_text import SecretText
 from .tunnels import Tunnel
 
-__all__ = ["NGROK_REGIONS", "TUNNEL_NAMES", "Request", "check_login_user", "check_request"]
+__all__ = [
+    "NGROK_REGIONS",
+    "TUNNEL_NAMES",
+    "Request",
+    "check_authtoken_argument",
+    "check_folder",
+    "check_keys",
+    "check_login_user",
+    "check_password",
+    "check_port",
+    "check_tunnel",
+]
 
 TUNNEL_NAMES = ("ngrok", "cloudflared", "none")
 NGROK_REGIONS = ("us", "eu", "ap", "au", "sa", "jp", "in")
@@ -50,7 +63,7 @@ class Request:
     host_keys_dir: Path | None = None
 
 
-def _check_password(password: object) -> str | None:
+def check_password(password: object) -> str | None:
     if password is None:
         return None
     if not isinstance(password, str):
@@ -137,7 +150,7 @@ def check_login_user(user: object, *, login_defs: Path = _LOGIN_DEFS) -> pwd.str
     return account
 
 
-def _check_tunnel(tunnel: object) -> str | Tunnel:
+def check_tunnel(tunnel: object) -> str | Tunnel:
     if isinstance(tunnel, str):
         if tunnel not in TUNNEL_NAMES:
             raise InvalidArgumentError(
@@ -153,13 +166,13 @@ def _check_tunnel(tunnel: object) -> str | Tunnel:
     return tunnel
 
 
-def _check_port(port: object) -> int:
+def check_port(port: object) -> int:
     if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
         raise InvalidArgumentError(f"port must be a whole number from 1 to 65535, not {port!r}.")
     return port
 
 
-def _check_folder(value: object, name: str) -> Path:
+def check_folder(value: object, name: str) -> Path:
     """A folder root writes in: canonical (see canonical_folder), trusted, and not a file."""
     if not isinstance(value, str | os.PathLike) or not os.fspath(value):
         raise InvalidArgumentError(f"{name} must be a folder path, not {value!r}.")
@@ -178,7 +191,7 @@ def _check_folder(value: object, name: str) -> Path:
         raise UnsafePathError(message if message.startswith(name) else f"{name}: {message}") from None
 
 
-def _check_keys(public_key: object) -> tuple[PublicKey, ...]:
+def check_keys(public_key: object) -> tuple[PublicKey, ...]:
     if public_key is None:
         return ()
     entries = public_key if isinstance(public_key, list | tuple) else [public_key]
@@ -194,63 +207,9 @@ def _check_keys(public_key: object) -> tuple[PublicKey, ...]:
     return tuple(dict.fromkeys(keys))
 
 
-def check_request(
-    *,
-    authtoken: object,
-    password: object,
-    tunnel: object,
-    port: object,
-    region: object,
-    mount_drive: object,
-    user: object,
-    state_dir: object,
-    public_key: object = None,
-    github_user: object = None,
-    host_keys_dir: object = None,
-) -> Request:
-    """Every argument checked, each failure an InvalidArgumentError naming the problem and the fix."""
-    checked_tunnel = _check_tunnel(tunnel)
-    checked_port = _check_port(port)
-    if region is not None and checked_tunnel != "ngrok":
-        raise InvalidArgumentError(
-            f"region= is an ngrok setting; tunnel={checked_tunnel!r} has no regions. Leave region out."
-        )
-    if region is not None and region not in NGROK_REGIONS:
-        raise InvalidArgumentError(
-            f"Unknown ngrok region {region!r}; choose one of {', '.join(NGROK_REGIONS)}, or leave it out"
-            " and ngrok picks the nearest."
-        )
-    if not isinstance(mount_drive, bool):
-        raise InvalidArgumentError(f"mount_drive must be True or False, not {mount_drive!r}.")
-    if authtoken is not None:
-        if not isinstance(authtoken, str):
-            raise InvalidArgumentError(f"authtoken must be a string, not {type(authtoken).__name__}.")
-        authtoken = SecretText(check_authtoken(authtoken, "the authtoken argument"))
-    account = check_login_user(user)
-    checked_password = _check_password(password)
-    keys = _check_keys(public_key)
-    if github_user is not None:
-        github_user = check_github_user(github_user)  # type: ignore[arg-type]
-    if checked_password is not None and (keys or github_user):
-        raise InvalidArgumentError(
-            "password= and public keys exclude each other: with a key, password login is switched off."
-            " Pass one or the other."
-        )
-    paths = Paths(state_dir=_check_folder(Paths().state_dir if state_dir is None else state_dir, "state_dir"))
-    saved_keys = None
-    if host_keys_dir is not None:
-        saved_keys = _check_folder(host_keys_dir, "host_keys_dir")
-        check_saved_host_keys(saved_keys)
-    return Request(
-        authtoken=authtoken,
-        password=checked_password,
-        tunnel=checked_tunnel,
-        port=checked_port,
-        region=region,
-        mount_drive=mount_drive,
-        user=account.pw_name,
-        paths=paths,
-        public_keys=keys,
-        github_user=github_user,
-        host_keys_dir=saved_keys,
-    )
+def check_authtoken_argument(authtoken: object) -> str | None:
+    if authtoken is None:
+        return None
+    if not isinstance(authtoken, str):
+        raise InvalidArgumentError(f"authtoken must be a string, not {type(authtoken).__name__}.")
+    return SecretText(check_authtoken(authtoken, "the authtoken argument"))

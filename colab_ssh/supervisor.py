@@ -34,6 +34,7 @@ from .core import ssh_status, start_ssh, stop_ssh
 from .display import connection_display_suppressed
 from .environment import CALLER_PYTHONPATH
 from .errors import ColabSSHError, SessionLostError
+from .options import StartOptions
 from .ownership import open_lock_file
 from .processes import stop_tree
 from .secret_text import conceal
@@ -78,50 +79,8 @@ class SupervisorError(Exception):
 
 
 @dataclass(frozen=True)
-class StartOptions:
-    """start_ssh()'s options that may appear on a command line: none of them is a secret."""
-
-    tunnel: str = "ngrok"
-    port: int = 22
-    region: str | None = None
-    user: str = "root"
-    mount_drive: bool = False
-    public_keys: tuple[str, ...] = ()
-    github_user: str | None = None
-    host_keys_dir: str | None = None
-
-    def api_arguments(self) -> dict[str, Any]:
-        """Keyword arguments for start_ssh()."""
-        return {
-            "tunnel": self.tunnel,
-            "port": self.port,
-            "region": self.region,
-            "user": self.user,
-            "mount_drive": self.mount_drive,
-            "public_key": list(self.public_keys) or None,  # start_ssh() refuses an empty list
-            "github_user": self.github_user,
-            "host_keys_dir": self.host_keys_dir,
-        }
-
-    def argv(self) -> list[str]:
-        """The same options for the supervisor's command line."""
-        words = ["--tunnel", self.tunnel, "--port", str(self.port), "--user", self.user]
-        if self.region is not None:
-            words += ["--region", self.region]
-        if self.mount_drive:
-            words.append("--mount-drive")
-        for key in self.public_keys:
-            words += ["--public-key", key]
-        if self.github_user is not None:
-            words += ["--github-user", self.github_user]
-        if self.host_keys_dir is not None:
-            words += ["--host-keys-dir", self.host_keys_dir]
-        return words
-
-
-@dataclass(frozen=True)
 class Secrets:
-    """What must never be on a command line or in a log."""
+    """What must never be on a command line or in a log: options.OPTIONS' Passing.STDIN ones."""
 
     authtoken: str | None = field(default=None, repr=False)
     password: str | None = field(default=None, repr=False)
@@ -205,7 +164,7 @@ class _Server:
                 "pid": os.getpid(),
                 "since": self.since,
                 "checked_at": _now(),
-                "options": dataclasses.asdict(self.options),
+                "options": dict(self.options.values),
                 "connection": connection_to_json(status.connection or connection),
                 "sshd_alive": status.sshd_alive,
                 "tunnel_alive": status.tunnel_alive,

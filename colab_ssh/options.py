@@ -1,0 +1,377 @@
+"""start_ssh()'s options, each declared once: name, default, check, how it reaches the supervisor, CLI flag.
+
+Everything that lists the options reads this table: check_request() runs the checks in this
+order, the ``colab-ssh start`` and ``serve`` flags (and their help) are generated from it, and
+StartOptions turns the values into the supervisor's command line and back into start_ssh()'s
+keyword arguments. start_ssh() keeps its own explicit signature (for IDEs and help());
+tests/test_options.py proves the signature, this table, the CLI's flags and the supervisor's
+arguments agree.
+
+Adding an option: one Option below, a parameter of start_ssh() with the same default, and its
+use (a Request field in request.py if the session needs it, and the code that acts on it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import enum
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .authtoken import ENV_NAME
+from .errors import InvalidArgumentError
+from .host_keys import check_saved_host_keys
+from .keys import check_github_user
+from .paths import Paths
+from .request import (
+    NGROK_REGIONS,
+    TUNNEL_NAMES,
+    Request,
+    check_authtoken_argument,
+    check_folder,
+    check_keys,
+    check_login_user,
+    check_password,
+    check_port,
+    check_tunnel,
+)
+
+__all__ = [
+    "ARGV_OPTIONS",
+    "OPTIONS",
+    "Flag",
+    "Option",
+    "Passing",
+    "StartOptions",
+    "add_flags",
+    "check_request",
+    "parse_port",
+    "secret_names",
+]
+
+# A check gets the value and the values checked before it (in OPTIONS' order); it returns the
+# value as the session uses it, or raises an InvalidArgumentError naming the problem and the fix.
+Check = Callable[[Any, Mapping[str, Any]], Any]
+
+
+class Passing(enum.Enum):
+    """How an option reaches the supervisor that ``colab-ssh start`` launches."""
+
+    ARGV = "argv"  # on its command line: never a secret
+    STDIN = "stdin"  # a secret: through the pipe on its standard input, never argv (ps shows argv)
+    CALLER = "caller"  # not passed on: each caller's own (the notebook's callback, the CLI's --quiet)
+
+
+@dataclass(frozen=True)
+class Flag:
+    """The option on the command line (argparse's arguments, plus how a value is made cwd-independent)."""
+
+    name: str
+    help: str
+    action: str | None = None  # "store_true", "append"; None: takes one value
+    parse: Callable[[str], Any] | None = None
+    choices: Callable[[], Sequence[str]] | None = None  # read when the parser is built
+    metavar: str | None = None
+    # The supervisor runs in /: a relative path given to `start` is made absolute first.
+    absolute: Callable[[str], str] | None = None
+
+
+@dataclass(frozen=True)
+class Option:
+    name: str  # start_ssh()'s keyword
+    default: Any
+    passing: Passing
+    check: Check | None = None  # None: taken as given
+    flag: Flag | None = None  # None: not a `colab-ssh start` flag
+
+
+def parse_port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"port must be from 1 to 65535, not {port}")
+    return port
+
+
+def _absolute_if_file(value: str) -> str:
+    """A .pub path made absolute; key text unchanged."""
+    path = Path(value).expanduser()
+    return str(path.absolute()) if path.is_file() else value
+
+
+def _absolute(value: str) -> str:
+    return str(Path(value).expanduser().absolute())
+
+
+# --- the checks that need more than their own value ----------------------------------------------
+
+
+def _alone(check: Callable[[Any], Any]) -> Check:
+    return lambda value, _checked: check(value)
+
+
+def _check_region(region: object, checked: Mapping[str, Any]) -> str | None:
+    if region is not None and checked["tunnel"] != "ngrok":
+        raise InvalidArgumentError(
+            f"region= is an ngrok setting; tunnel={checked['tunnel']!r} has no regions. Leave region out."
+        )
+    if region is not None and region not in NGROK_REGIONS:
+        raise InvalidArgumentError(
+            f"Unknown ngrok region {region!r}; choose one of {', '.join(NGROK_REGIONS)}, or leave it out"
+            " and ngrok picks the nearest."
+        )
+    return region
+
+
+def _check_mount_drive(mount_drive: object) -> bool:
+    if not isinstance(mount_drive, bool):
+        raise InvalidArgumentError(f"mount_drive must be True or False, not {mount_drive!r}.")
+    return mount_drive
+
+
+def _check_github_user(github_user: object, checked: Mapping[str, Any]) -> str | None:
+    """The name, and password= refused beside any key (the last of the login options checked)."""
+    if github_user is not None:
+        github_user = check_github_user(github_user)  # type: ignore[arg-type]
+    if checked["password"] is not None and (checked["public_key"] or github_user):
+        raise InvalidArgumentError(
+            "password= and public keys exclude each other: with a key, password login is switched off."
+            " Pass one or the other."
+        )
+    return github_user
+
+
+def _check_state_dir(state_dir: object) -> Path:
+    return check_folder(Paths().state_dir if state_dir is None else state_dir, "state_dir")
+
+
+def _check_host_keys_dir(host_keys_dir: object) -> Path | None:
+    if host_keys_dir is None:
+        return None
+    saved = check_folder(host_keys_dir, "host_keys_dir")
+    check_saved_host_keys(saved)
+    return saved
+
+
+def _check_on_change(on_change: object) -> object:
+    if on_change is not None and not callable(on_change):
+        raise InvalidArgumentError(
+            f"on_change must be a function taking the new Connection, not {on_change!r}."
+        )
+    return on_change
+
+
+def _check_monitor_interval(interval: object) -> object:
+    if interval is not None and (
+        isinstance(interval, bool) or not isinstance(interval, int | float) or interval <= 0
+    ):
+        raise InvalidArgumentError(
+            f"monitor_interval must be a positive number of seconds or None, not {interval!r}."
+        )
+    return interval
+
+
+# --- the table -----------------------------------------------------------------------------------
+
+# In start_ssh()'s order; the checks run in this order too.
+OPTIONS: tuple[Option, ...] = (
+    Option(
+        "authtoken",
+        None,
+        Passing.STDIN,
+        _alone(check_authtoken_argument),
+        Flag("--authtoken-stdin", f"read the ngrok token from stdin (else ${ENV_NAME})", "store_true"),
+    ),
+    Option(
+        "password",
+        None,
+        Passing.STDIN,
+        _alone(check_password),
+        Flag("--password-stdin", "read the password from stdin (after the token, if both)", "store_true"),
+    ),
+    Option(
+        "tunnel",
+        "ngrok",
+        Passing.ARGV,
+        _alone(check_tunnel),
+        Flag("--tunnel", "ngrok, or none: this machine's own address", choices=lambda: TUNNEL_NAMES),
+    ),
+    Option(
+        "port",
+        22,
+        Passing.ARGV,
+        _alone(check_port),
+        Flag("--port", "the port sshd listens on (default: 22)", parse=parse_port),
+    ),
+    Option(
+        "region",
+        None,
+        Passing.ARGV,
+        _check_region,
+        Flag("--region", "ngrok region (default: the nearest)", choices=lambda: NGROK_REGIONS),
+    ),
+    Option(
+        "mount_drive",
+        False,
+        Passing.ARGV,
+        _alone(_check_mount_drive),
+        Flag("--mount-drive", "mount Google Drive first (Colab only)", "store_true"),
+    ),
+    # The notebook's quiet hides the details; the CLI's --quiet prints nothing but errors (the
+    # supervisor never shows details, so it is not passed on).
+    Option("quiet", False, Passing.CALLER, None, Flag("--quiet", "print nothing but errors", "store_true")),
+    Option(
+        "user",
+        "root",
+        Passing.ARGV,
+        _alone(lambda user: check_login_user(user).pw_name),
+        Flag("--user", "the account to log in as; it must exist (default: root)"),
+    ),
+    # Every command has --state-dir (cli._common): stop and status need it too.
+    Option("state_dir", None, Passing.CALLER, _alone(_check_state_dir)),
+    Option(
+        "public_key",
+        None,
+        Passing.ARGV,
+        _alone(check_keys),
+        Flag(
+            "--public-key",
+            "log in with this key (a key line or a .pub file; repeatable); turns password login off",
+            "append",
+            metavar="KEY_OR_FILE",
+            absolute=_absolute_if_file,
+        ),
+    ),
+    Option(
+        "github_user",
+        None,
+        Passing.ARGV,
+        _check_github_user,
+        Flag("--github-user", "log in with the keys github.com/NAME.keys lists", metavar="NAME"),
+    ),
+    Option(
+        "host_keys_dir",
+        None,
+        Passing.ARGV,
+        _alone(_check_host_keys_dir),
+        Flag("--host-keys-dir", "keep the host keys here across runtimes", metavar="DIR", absolute=_absolute),
+    ),
+    Option("on_change", None, Passing.CALLER, _alone(_check_on_change)),
+    Option("monitor_interval", 5.0, Passing.CALLER, _alone(_check_monitor_interval)),
+)
+
+_BY_NAME = {option.name: option for option in OPTIONS}
+
+
+def check_request(**values: object) -> Request:
+    """Every option checked in OPTIONS' order (left out: its default); the first failure is raised."""
+    unknown = sorted(set(values) - set(_BY_NAME))
+    if unknown:
+        raise TypeError(f"check_request() got unknown options: {', '.join(unknown)}")
+    checked: dict[str, Any] = {}
+    for option in OPTIONS:
+        value = values.get(option.name, option.default)
+        checked[option.name] = value if option.check is None else option.check(value, checked)
+    return Request(
+        authtoken=checked["authtoken"],
+        password=checked["password"],
+        tunnel=checked["tunnel"],
+        port=checked["port"],
+        region=checked["region"],
+        mount_drive=checked["mount_drive"],
+        user=checked["user"],
+        paths=Paths(state_dir=checked["state_dir"]),
+        public_keys=checked["public_key"],
+        github_user=checked["github_user"],
+        host_keys_dir=checked["host_keys_dir"],
+    )
+
+
+# --- the supervisor's options --------------------------------------------------------------------
+
+ARGV_OPTIONS = tuple(option for option in OPTIONS if option.passing is Passing.ARGV)
+
+
+def _argv_defaults() -> dict[str, Any]:
+    return {option.name: option.default for option in ARGV_OPTIONS}
+
+
+@dataclass(frozen=True)
+class StartOptions:
+    """start_ssh()'s options that travel on the supervisor's command line (none is a secret), by name.
+
+    Values are as start_ssh() takes them and JSON can hold (a list, not a tuple): connection.json
+    records them, and a second ``start`` compares its own with them.
+    """
+
+    values: Mapping[str, Any] = field(default_factory=_argv_defaults)
+
+    def __post_init__(self) -> None:
+        if set(self.values) != set(_argv_defaults()):
+            raise TypeError(
+                f"StartOptions needs exactly {sorted(_argv_defaults())}, not {sorted(self.values)}"
+            )
+
+    def __getitem__(self, name: str) -> Any:
+        return self.values[name]
+
+    @classmethod
+    def from_arguments(cls, arguments: argparse.Namespace) -> StartOptions:
+        """From the flags add_flags() declared; paths made absolute (the supervisor runs in /)."""
+        values: dict[str, Any] = {}
+        for option in ARGV_OPTIONS:
+            value = getattr(arguments, option.name)
+            absolute = None if option.flag is None else option.flag.absolute
+            if absolute is not None and value is not None:
+                value = [absolute(item) for item in value] if isinstance(value, list) else absolute(value)
+            values[option.name] = value
+        return cls(values)
+
+    def api_arguments(self) -> dict[str, Any]:
+        """Keyword arguments for start_ssh()."""
+        return dict(self.values)
+
+    def argv(self) -> list[str]:
+        """The same options for the supervisor's command line; add_flags() parses them back."""
+        words: list[str] = []
+        for option in ARGV_OPTIONS:
+            value, flag = self.values[option.name], option.flag
+            assert flag is not None  # noqa: S101 - the supervisor gets its options as flags
+            if value is None or value is False:
+                continue  # the default: a store_true flag left off, an optional value not given
+            if value is True:
+                words.append(flag.name)
+            elif isinstance(value, list):
+                for item in value:
+                    words += [flag.name, str(item)]
+            else:
+                words += [flag.name, str(value)]
+        return words
+
+
+def add_flags(parser: argparse.ArgumentParser, passing: Sequence[Passing]) -> None:
+    """The flags of the options passed this way, their defaults start_ssh()'s (False for a store_true)."""
+    for option in OPTIONS:
+        flag = option.flag
+        if flag is None or option.passing not in passing:
+            continue
+        settings: dict[str, Any] = {"help": flag.help}
+        if flag.action is not None:
+            settings["action"] = flag.action
+        if flag.parse is not None:
+            settings["type"] = flag.parse
+        if flag.choices is not None:
+            settings["choices"] = flag.choices()
+        if flag.metavar is not None:
+            settings["metavar"] = flag.metavar
+        default = False if flag.action == "store_true" else option.default
+        dest = f"{option.name}_stdin" if option.passing is Passing.STDIN else option.name
+        parser.add_argument(flag.name, dest=dest, default=default, **settings)
+
+
+def secret_names() -> tuple[str, ...]:
+    return tuple(option.name for option in OPTIONS if option.passing is Passing.STDIN)
