@@ -4,7 +4,7 @@ Everything that lists the options reads this table: check_request() runs the che
 order, the ``colab-ssh start`` and ``serve`` flags (and their help) are generated from it, and
 StartOptions turns the values into the supervisor's command line and back into start_ssh()'s
 keyword arguments. start_ssh() keeps its own explicit signature (for IDEs and help());
-tests/test_options.py proves the signature, this table, the CLI's flags and the supervisor's
+tests/unit/test_options.py proves the signature, this table, the CLI's flags and the supervisor's
 arguments agree.
 
 Adding an option: one Option below, a parameter of start_ssh() with the same default, and its
