@@ -30,7 +30,7 @@ from .errors import AuthtokenMissingError, ColabSSHError
 from .options import Passing, StartOptions, add_flags
 from .paths import Paths, canonical_folder
 from .platform import Platform, detect_platform
-from .processes import command_line, ngrok_agent_is_ours, running_record, sshd_is_ours
+from .processes import command_line, running_record, sshd_is_ours
 from .secret_text import conceal
 from .sshd import answers_banner
 from .supervisor import (
@@ -49,6 +49,7 @@ from .supervisor import (
     wait_for_supervisor,
 )
 from .system import check_system
+from .tunnels.registry import find_kind, kinds, leftovers_running
 
 __all__ = ["EXIT_FAILURE", "EXIT_OK", "EXIT_USAGE", "main"]
 
@@ -92,7 +93,7 @@ def read_secrets(arguments: argparse.Namespace, options: StartOptions) -> Secret
     # conceal(): a traceback printed with its locals shows '<hidden>' for them.
     authtoken = conceal(_read_line(sys.stdin, "ngrok authtoken: ") if arguments.authtoken_stdin else None)
     password = conceal(_read_line(sys.stdin, "password: ") if arguments.password_stdin else None)
-    if options["tunnel"] != "ngrok":
+    if find_kind(options["tunnel"]).needs != "authtoken":
         return Secrets(password=password)
     try:
         authtoken = conceal(
@@ -191,14 +192,10 @@ def _command_serve(arguments: argparse.Namespace) -> int:
 
 
 def _leftovers(state_dir: Path) -> bool:
-    """Whether an sshd or agent of ours runs without a supervisor (e.g. started by start_ssh())."""
+    """Whether an sshd or tunnel agent of ours runs without a supervisor (e.g. started by start_ssh())."""
     paths = Paths(state_dir=state_dir)
-    return any(
-        running_record(pid_file, ours) is not None
-        for pid_file, ours in (
-            (paths.sshd_pid, sshd_is_ours(paths.sshd_config)),
-            (paths.ngrok_pid, ngrok_agent_is_ours(paths.ngrok_config)),
-        )
+    return running_record(paths.sshd_pid, sshd_is_ours(paths.sshd_config)) is not None or leftovers_running(
+        paths
     )
 
 
@@ -232,7 +229,7 @@ def command_status(arguments: argparse.Namespace) -> int:
     pid = files.running_pid()
     if pid is None:
         note = (
-            f" An sshd or ngrok agent of start_ssh() runs in {files.state_dir}; `{PROGRAM} stop` ends it."
+            f" An sshd or tunnel agent of start_ssh() runs in {files.state_dir}; `{PROGRAM} stop` ends it."
             if _leftovers(files.state_dir)
             else ""
         )
@@ -334,8 +331,13 @@ def _validate(parser: argparse.ArgumentParser, arguments: argparse.Namespace) ->
     """What argparse cannot check alone; parser.error() prints the usage and exits with 2."""
     if arguments.command is None:
         parser.error("name a command: start, stop or status")
-    if arguments.command == "start" and arguments.authtoken_stdin and arguments.tunnel != "ngrok":
-        arguments.command_parser.error("--authtoken-stdin goes with --tunnel ngrok")
+    if (
+        arguments.command == "start"
+        and arguments.authtoken_stdin
+        and find_kind(arguments.tunnel).needs != "authtoken"
+    ):
+        with_token = " or ".join(kind.name for kind in kinds() if kind.needs == "authtoken")
+        arguments.command_parser.error(f"--authtoken-stdin goes with --tunnel {with_token}")
     if getattr(arguments, "state_dir", None) is not None:
         # Resolved once, here: the supervisor runs in / and `stop` may be typed elsewhere, through
         # a link or with ~; every process must name the same folder.

@@ -15,7 +15,6 @@ from pathlib import Path
 
 from . import colab, session_files
 from . import password_record as password_record
-from .authtoken import resolve_authtoken
 from .connection import DRIVE_PATH, Connection
 from .display import show_connection
 from .errors import ColabSSHError, SessionLostError, SshdStartError
@@ -26,7 +25,6 @@ from .options import check_request
 from .ownership import claim, owned_by_us, release, require_no_other_owner, state_lock
 from .paths import Paths, canonical_folder
 from .platform import default_workdir, detect_platform
-from .processes import ngrok_agent_is_ours, stop_recorded
 from .progress import Progress
 from .request import Request
 from .safe_files import trusted_dir
@@ -54,8 +52,8 @@ from .system import (
     write_file,
 )
 from .tunnels import Tunnel, open_checked
-from .tunnels.cloudflared import CloudflaredTunnel, stop_stale_cloudflared
 from .tunnels.direct import DirectTunnel
+from .tunnels.registry import DEFAULT_TUNNEL, TunnelSettings, find_kind, stop_leftovers
 
 __all__ = ["SshStatus", "ssh_status", "start_ssh", "stop_ssh"]
 
@@ -237,14 +235,10 @@ def _sshfs_path(request: Request) -> str:
 def _make_tunnel(request: Request, progress: Progress) -> Tunnel:
     if not isinstance(request.tunnel, str):
         return request.tunnel
-    if request.tunnel == "none":
-        return DirectTunnel()
-    if request.tunnel == "cloudflared":
-        return CloudflaredTunnel(request.paths, progress)
-    from .tunnels.ngrok import NgrokTunnel  # here: pyngrok (and yaml) load only when used
-
-    token = resolve_authtoken(request.authtoken, os.environ)
-    return NgrokTunnel(token, region=request.region, paths=request.paths, progress=progress)
+    settings = TunnelSettings(
+        paths=request.paths, progress=progress, authtoken=request.authtoken, region=request.region
+    )
+    return find_kind(request.tunnel).build(settings)
 
 
 def _collect_keys(request: Request) -> list[PublicKey]:
@@ -270,7 +264,9 @@ def _restore_password(change: PasswordChange, old_hash: str | None) -> None:
 
 def _listen_addresses(request: Request) -> tuple[str, ...]:
     """All interfaces for tunnel="none" (clients come to this machine's address); else loopback only."""
-    if request.tunnel == "none" or isinstance(request.tunnel, DirectTunnel):
+    if isinstance(request.tunnel, str) and find_kind(request.tunnel).direct:
+        return ()
+    if isinstance(request.tunnel, DirectTunnel):
         return ()
     return ("127.0.0.1", "::1") if _has_ipv6_loopback() else ("127.0.0.1",)
 
@@ -393,7 +389,7 @@ def start_ssh(
     authtoken: str | None = None,
     *,
     password: str | None = None,
-    tunnel: str | Tunnel = "ngrok",
+    tunnel: str | Tunnel = DEFAULT_TUNNEL,
     port: int = 22,
     region: str | None = None,
     mount_drive: bool = False,
@@ -502,11 +498,10 @@ def stop_ssh(*, state_dir: str | os.PathLike[str] | None = None) -> None:
             _session = None
         _lost = None
         stop_stale_sshd(paths.sshd_pid, paths.sshd_config)
-        stop_recorded(paths.ngrok_pid, ngrok_agent_is_ours(paths.ngrok_config))
-        stop_stale_cloudflared(paths)
-        # Files holding a secret that a dead owner (a restarted kernel, a supervisor killed with
-        # SIGKILL) could not remove: the ngrok token, and the password in connection.json.
-        remove_file(paths.ngrok_config)
+        # Each tunnel kind's recorded agents, and files holding a secret that a dead owner (a
+        # restarted kernel, a supervisor killed with SIGKILL) could not remove: the ngrok token,
+        # and the password in connection.json.
+        stop_leftovers(paths)
         remove_file(paths.connection_json)
         session_files.remove_session_environment(paths)
         password_record.restore(paths.password_record, paths.shadow_file)

@@ -26,8 +26,6 @@ from .host_keys import check_saved_host_keys
 from .keys import check_github_user
 from .paths import Paths
 from .request import (
-    NGROK_REGIONS,
-    TUNNEL_NAMES,
     Request,
     check_authtoken_argument,
     check_folder,
@@ -35,8 +33,10 @@ from .request import (
     check_login_user,
     check_password,
     check_port,
+    check_region,
     check_tunnel,
 )
+from .tunnels.registry import BUILT_IN, DEFAULT_TUNNEL, kinds, tunnel_names
 
 __all__ = [
     "ARGV_OPTIONS",
@@ -115,16 +115,17 @@ def _alone(check: Callable[[Any], Any]) -> Check:
 
 
 def _check_region(region: object, checked: Mapping[str, Any]) -> str | None:
-    if region is not None and checked["tunnel"] != "ngrok":
-        raise InvalidArgumentError(
-            f"region= is an ngrok setting; tunnel={checked['tunnel']!r} has no regions. Leave region out."
-        )
-    if region is not None and region not in NGROK_REGIONS:
-        raise InvalidArgumentError(
-            f"Unknown ngrok region {region!r}; choose one of {', '.join(NGROK_REGIONS)}, or leave it out"
-            " and ngrok picks the nearest."
-        )
-    return region
+    return None if region is None else check_region(region, checked["tunnel"])
+
+
+def _regions() -> list[str]:
+    """Every region some tunnel kind knows, in its own order."""
+    return list(dict.fromkeys(region for kind in kinds() for region in kind.regions))
+
+
+# --tunnel's help: the built-in kinds (argparse lists installed plugins among the choices).
+_TUNNEL_HELP = "; ".join(f"{kind.name}: {kind.summary}" for kind in BUILT_IN) + "; or a plugin's name"
+_REGION_HELP = f"{' / '.join(kind.name for kind in BUILT_IN if kind.regions)} region (default: the nearest)"
 
 
 def _check_mount_drive(mount_drive: object) -> bool:
@@ -195,10 +196,10 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option(
         "tunnel",
-        "ngrok",
+        DEFAULT_TUNNEL,
         Passing.ARGV,
         _alone(check_tunnel),
-        Flag("--tunnel", "ngrok, or none: this machine's own address", choices=lambda: TUNNEL_NAMES),
+        Flag("--tunnel", _TUNNEL_HELP, choices=tunnel_names),
     ),
     Option(
         "port",
@@ -212,7 +213,7 @@ OPTIONS: tuple[Option, ...] = (
         None,
         Passing.ARGV,
         _check_region,
-        Flag("--region", "ngrok region (default: the nearest)", choices=lambda: NGROK_REGIONS),
+        Flag("--region", _REGION_HELP, choices=_regions),
     ),
     Option(
         "mount_drive",

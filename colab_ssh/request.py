@@ -17,10 +17,9 @@ from .keys import PublicKey, read_key_argument
 from .paths import Paths, canonical_folder
 from .secret_text import SecretText
 from .tunnels import Tunnel
+from .tunnels.registry import TunnelKind, find_kind, kinds
 
 __all__ = [
-    "NGROK_REGIONS",
-    "TUNNEL_NAMES",
     "Request",
     "check_authtoken_argument",
     "check_folder",
@@ -28,11 +27,10 @@ __all__ = [
     "check_login_user",
     "check_password",
     "check_port",
+    "check_region",
     "check_tunnel",
 ]
 
-TUNNEL_NAMES = ("ngrok", "cloudflared", "none")
-NGROK_REGIONS = ("us", "eu", "ap", "au", "sa", "jp", "in")
 MIN_PASSWORD_LENGTH = 8
 # An account name that sshd's AllowUsers takes literally: no pattern characters (* ? ! ,), no '@'
 # (AllowUsers reads user@host), no whitespace; the characters useradd itself allows.
@@ -152,18 +150,29 @@ def check_login_user(user: object, *, login_defs: Path = _LOGIN_DEFS) -> pwd.str
 
 def check_tunnel(tunnel: object) -> str | Tunnel:
     if isinstance(tunnel, str):
-        if tunnel not in TUNNEL_NAMES:
-            raise InvalidArgumentError(
-                f"Unknown tunnel {tunnel!r}; choose one of {', '.join(map(repr, TUNNEL_NAMES))},"
-                " or pass an object with open(port), alive() and close()."
-            )
+        find_kind(tunnel)  # InvalidArgumentError naming the known tunnels, plugins included
         return tunnel
     if not isinstance(tunnel, Tunnel):
         raise InvalidArgumentError(
-            f"tunnel must be a name ({', '.join(TUNNEL_NAMES)}) or a tunnel object with name, open(port),"
-            f" alive() and close(); got {type(tunnel).__name__}."
+            "tunnel must be a name (ngrok, cloudflared, none or an installed plugin's) or a tunnel"
+            f" object with name, open(port), alive() and close(); got {type(tunnel).__name__}."
         )
     return tunnel
+
+
+def check_region(region: object, tunnel: str | Tunnel) -> str:
+    kind: TunnelKind | None = find_kind(tunnel) if isinstance(tunnel, str) else None
+    if kind is None or not kind.regions:
+        with_regions = " / ".join(other.name for other in kinds() if other.regions)
+        raise InvalidArgumentError(
+            f"region= is an {with_regions} setting; tunnel={tunnel!r} has no regions. Leave region out."
+        )
+    if not isinstance(region, str) or region not in kind.regions:
+        raise InvalidArgumentError(
+            f"Unknown {kind.name} region {region!r}; choose one of {', '.join(kind.regions)}, or leave"
+            f" it out and {kind.name} picks the nearest."
+        )
+    return region
 
 
 def check_port(port: object) -> int:

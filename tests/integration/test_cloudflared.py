@@ -31,7 +31,6 @@ import pytest
 from colab_ssh import ColabSSHError, Connection, ssh_status, start_ssh, stop_ssh
 from colab_ssh.paths import Paths
 from colab_ssh.processes import read_record, record_process
-from colab_ssh.request import TUNNEL_NAMES
 from colab_ssh.tunnels import Tunnel
 from colab_ssh.tunnels import cloudflared as cf
 from colab_ssh.tunnels.cloudflared import (
@@ -40,6 +39,7 @@ from colab_ssh.tunnels.cloudflared import (
     CloudflaredStartError,
     CloudflaredTunnel,
 )
+from colab_ssh.tunnels.registry import tunnel_names
 
 from ..support.host import SshClient, free_port, our_processes
 from ..support.stand_ins import TESTS, serve_paths
@@ -803,7 +803,7 @@ def test_close_before_open_is_harmless(state_dir):
 # --- by name: start_ssh(tunnel="cloudflared"), once core wires the name -----------------------
 
 wired = pytest.mark.skipif(
-    "cloudflared" not in TUNNEL_NAMES,
+    "cloudflared" not in tunnel_names(),
     reason='tunnel="cloudflared" is not wired into start_ssh() yet',
 )
 
