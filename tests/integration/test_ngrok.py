@@ -209,14 +209,6 @@ def test_every_rejected_token_is_an_authtoken_error_with_advice(
     assert_nothing_left(state_dir)
 
 
-def test_other_ngrok_failures_keep_their_raw_code(test_user, port, state_dir, ngrok_cloud: NgrokCloud):
-    from colab_ssh.tunnels.ngrok import ngrok_error_for
-
-    error = ngrok_error_for("failed to start tunnel: something new\r\n\r\nERR_NGROK_9999\r\n", "tok")
-
-    assert type(error).__name__ == "TunnelError" and error.code == "ERR_NGROK_9999"
-
-
 def test_unverified_account_err_ngrok_4018(test_user, port, state_dir, ngrok_cloud: NgrokCloud):
     token = ngrok_cloud.add_account("tok_unverified_8", verified=False)
 
