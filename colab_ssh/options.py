@@ -21,19 +21,21 @@ from pathlib import Path
 from typing import Any
 
 from .authtoken import ENV_NAME
-from .errors import InvalidArgumentError
-from .host_keys import check_saved_host_keys
-from .keys import check_github_user
 from .paths import Paths
 from .request import (
     Request,
     check_authtoken_argument,
-    check_folder,
+    check_github_user,
+    check_host_keys_dir,
     check_keys,
     check_login_user,
+    check_monitor_interval,
+    check_mount_drive,
+    check_on_change,
     check_password,
     check_port,
     check_region,
+    check_state_dir,
     check_tunnel,
 )
 from .tunnels.registry import BUILT_IN, DEFAULT_TUNNEL, kinds, tunnel_names
@@ -107,7 +109,7 @@ def _absolute(value: str) -> str:
     return str(Path(value).expanduser().absolute())
 
 
-# --- the checks that need more than their own value ----------------------------------------------
+# --- what the flags and checks need beside request.py's checks -------------------------------------
 
 
 def _alone(check: Callable[[Any], Any]) -> Check:
@@ -126,54 +128,6 @@ def _regions() -> list[str]:
 # --tunnel's help: the built-in kinds (argparse lists installed plugins among the choices).
 _TUNNEL_HELP = "; ".join(f"{kind.name}: {kind.summary}" for kind in BUILT_IN) + "; or a plugin's name"
 _REGION_HELP = f"{' / '.join(kind.name for kind in BUILT_IN if kind.regions)} region (default: the nearest)"
-
-
-def _check_mount_drive(mount_drive: object) -> bool:
-    if not isinstance(mount_drive, bool):
-        raise InvalidArgumentError(f"mount_drive must be True or False, not {mount_drive!r}.")
-    return mount_drive
-
-
-def _check_github_user(github_user: object, checked: Mapping[str, Any]) -> str | None:
-    """The name, and password= refused beside any key (the last of the login options checked)."""
-    if github_user is not None:
-        github_user = check_github_user(github_user)  # type: ignore[arg-type]
-    if checked["password"] is not None and (checked["public_key"] or github_user):
-        raise InvalidArgumentError(
-            "password= and public keys exclude each other: with a key, password login is switched off."
-            " Pass one or the other."
-        )
-    return github_user
-
-
-def _check_state_dir(state_dir: object) -> Path:
-    return check_folder(Paths().state_dir if state_dir is None else state_dir, "state_dir")
-
-
-def _check_host_keys_dir(host_keys_dir: object) -> Path | None:
-    if host_keys_dir is None:
-        return None
-    saved = check_folder(host_keys_dir, "host_keys_dir")
-    check_saved_host_keys(saved)
-    return saved
-
-
-def _check_on_change(on_change: object) -> object:
-    if on_change is not None and not callable(on_change):
-        raise InvalidArgumentError(
-            f"on_change must be a function taking the new Connection, not {on_change!r}."
-        )
-    return on_change
-
-
-def _check_monitor_interval(interval: object) -> object:
-    if interval is not None and (
-        isinstance(interval, bool) or not isinstance(interval, int | float) or interval <= 0
-    ):
-        raise InvalidArgumentError(
-            f"monitor_interval must be a positive number of seconds or None, not {interval!r}."
-        )
-    return interval
 
 
 # --- the table -----------------------------------------------------------------------------------
@@ -219,7 +173,7 @@ OPTIONS: tuple[Option, ...] = (
         "mount_drive",
         False,
         Passing.ARGV,
-        _alone(_check_mount_drive),
+        _alone(check_mount_drive),
         Flag("--mount-drive", "mount Google Drive first (Colab only)", "store_true"),
     ),
     # The notebook's quiet hides the details; the CLI's --quiet prints nothing but errors (the
@@ -233,7 +187,7 @@ OPTIONS: tuple[Option, ...] = (
         Flag("--user", "the account to log in as; it must exist (default: root)"),
     ),
     # Every command has --state-dir (cli._common): stop and status need it too.
-    Option("state_dir", None, Passing.CALLER, _alone(_check_state_dir)),
+    Option("state_dir", None, Passing.CALLER, _alone(check_state_dir)),
     Option(
         "public_key",
         None,
@@ -251,18 +205,18 @@ OPTIONS: tuple[Option, ...] = (
         "github_user",
         None,
         Passing.ARGV,
-        _check_github_user,
+        check_github_user,
         Flag("--github-user", "log in with the keys github.com/NAME.keys lists", metavar="NAME"),
     ),
     Option(
         "host_keys_dir",
         None,
         Passing.ARGV,
-        _alone(_check_host_keys_dir),
+        _alone(check_host_keys_dir),
         Flag("--host-keys-dir", "keep the host keys here across runtimes", metavar="DIR", absolute=_absolute),
     ),
-    Option("on_change", None, Passing.CALLER, _alone(_check_on_change)),
-    Option("monitor_interval", 5.0, Passing.CALLER, _alone(_check_monitor_interval)),
+    Option("on_change", None, Passing.CALLER, _alone(check_on_change)),
+    Option("monitor_interval", 5.0, Passing.CALLER, _alone(check_monitor_interval)),
 )
 
 _BY_NAME = {option.name: option for option in OPTIONS}

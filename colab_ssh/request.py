@@ -1,6 +1,7 @@
-"""start_ssh()'s arguments, checked before anything on the machine changes: the checks of one value each.
+"""start_ssh()'s arguments, checked before anything on the machine changes: each option's check.
 
-options.py says which check goes with which option and runs them (check_request()).
+options.py says which check goes with which option and runs them in its order (check_request());
+the checks taking ``checked`` also read the options checked before theirs.
 """
 
 from __future__ import annotations
@@ -8,12 +9,16 @@ from __future__ import annotations
 import os
 import pwd
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from .authtoken import check_authtoken
 from .errors import InvalidArgumentError, UnsafePathError
+from .host_keys import check_saved_host_keys
 from .keys import PublicKey, read_key_argument
+from .keys import check_github_user as _check_github_name
 from .paths import Paths, canonical_folder
 from .secret_text import SecretText
 from .tunnels import Tunnel
@@ -23,11 +28,17 @@ __all__ = [
     "Request",
     "check_authtoken_argument",
     "check_folder",
+    "check_github_user",
+    "check_host_keys_dir",
     "check_keys",
     "check_login_user",
+    "check_monitor_interval",
+    "check_mount_drive",
+    "check_on_change",
     "check_password",
     "check_port",
     "check_region",
+    "check_state_dir",
     "check_tunnel",
 ]
 
@@ -222,3 +233,54 @@ def check_authtoken_argument(authtoken: object) -> str | None:
     if not isinstance(authtoken, str):
         raise InvalidArgumentError(f"authtoken must be a string, not {type(authtoken).__name__}.")
     return SecretText(check_authtoken(authtoken, "the authtoken argument"))
+
+
+# --- more options' checks; those taking ``checked`` read the options before theirs (OPTIONS' order) ---
+
+
+def check_mount_drive(mount_drive: object) -> bool:
+    if not isinstance(mount_drive, bool):
+        raise InvalidArgumentError(f"mount_drive must be True or False, not {mount_drive!r}.")
+    return mount_drive
+
+
+def check_github_user(github_user: object, checked: Mapping[str, Any]) -> str | None:
+    """The name, and password= refused beside any key (the last of the login options checked)."""
+    if github_user is not None:
+        github_user = _check_github_name(github_user)  # type: ignore[arg-type]
+    if checked["password"] is not None and (checked["public_key"] or github_user):
+        raise InvalidArgumentError(
+            "password= and public keys exclude each other: with a key, password login is switched off."
+            " Pass one or the other."
+        )
+    return github_user
+
+
+def check_state_dir(state_dir: object) -> Path:
+    return check_folder(Paths().state_dir if state_dir is None else state_dir, "state_dir")
+
+
+def check_host_keys_dir(host_keys_dir: object) -> Path | None:
+    if host_keys_dir is None:
+        return None
+    saved = check_folder(host_keys_dir, "host_keys_dir")
+    check_saved_host_keys(saved)
+    return saved
+
+
+def check_on_change(on_change: object) -> object:
+    if on_change is not None and not callable(on_change):
+        raise InvalidArgumentError(
+            f"on_change must be a function taking the new Connection, not {on_change!r}."
+        )
+    return on_change
+
+
+def check_monitor_interval(interval: object) -> object:
+    if interval is not None and (
+        isinstance(interval, bool) or not isinstance(interval, int | float) or interval <= 0
+    ):
+        raise InvalidArgumentError(
+            f"monitor_interval must be a positive number of seconds or None, not {interval!r}."
+        )
+    return interval
