@@ -16,8 +16,9 @@ from pathlib import Path
 from . import colab, session_files
 from . import password_record as password_record
 from .connection import DRIVE_PATH, Connection
-from .display import show_connection
+from .display import notebook_view
 from .errors import ColabSSHError, SessionLostError, SshdStartError
+from .events import EventKind, SessionEvent, Subscriber, publish
 from .host_keys import host_key_fingerprints, prepare_host_keys, system_host_keys
 from .keys import PublicKey, fetch_github_keys, install_authorized_keys, parse_public_key
 from .monitor import Monitor
@@ -106,8 +107,8 @@ class _Session:
         self.sshd_restarts = 0
         self.tunnel_restarts = 0
         self.address_changed: datetime | None = None
-        self.quiet = False
-        self.on_change: Callable[[Connection], None] | None = None
+        self.view: Subscriber | None = None  # start_ssh()'s: shows events unless quiet
+        self._events: list[SessionEvent] = []  # emitted under _lock, published once it is free
         self.monitor: Monitor | None = None
 
     def watch(self, interval: float | None) -> None:
@@ -121,7 +122,24 @@ class _Session:
             self.monitor = Monitor(self._monitor_round, interval, give_up_on=(SessionLostError,))
             self.monitor.start()
 
+    def emit(self, kind: EventKind, detail: str = "") -> None:
+        """Report an event (callers hold _lock); flush() delivers it once the lock is free."""
+        self._events.append(SessionEvent(kind, self.connection, detail))
+
+    def flush(self) -> None:
+        """Deliver the emitted events, outside _lock: a subscriber may call ssh_status()."""
+        with _lock:
+            events, self._events = self._events, []
+        for event in events:
+            publish(event, self.view)
+
     def _monitor_round(self) -> None:
+        try:
+            self._check_and_revive()
+        finally:
+            self.flush()
+
+    def _check_and_revive(self) -> None:
         global _session, _lost
         with _lock:
             if _session is not self:
@@ -138,17 +156,12 @@ class _Session:
                         f" ({self.request.paths.state_dir}); call start_ssh() again to start one."
                     )
                     raise SessionLostError(_lost)
-                if self.revive():
-                    self.announce()
-
-    def announce(self) -> None:
-        """Tell the user the tunnel came back at a new address: log, notebook output, callback."""
-        connection = self.connection
-        logger.warning("The SSH tunnel was reopened; connect with: %s", connection.ssh_command)
-        if not self.quiet:
-            show_connection(connection)
-        if self.on_change is not None:
-            self.on_change(connection)
+                try:
+                    if self.revive():
+                        self.emit(EventKind.ADDRESS_CHANGED)
+                except ColabSSHError as error:
+                    self.emit(EventKind.ERROR, (str(error).splitlines() or [type(error).__name__])[0])
+                    raise
 
     def status(self) -> SshStatus:
         return SshStatus(
@@ -182,6 +195,7 @@ class _Session:
             # every attempt fail with "Bind to port failed": say so once instead of looping.
             if port_in_use(self.request.port):
                 raise self._sshd_port_taken()
+            self.emit(EventKind.RESTART, "sshd")
             try:
                 self.sshd = SshdProcess.launch(
                     self.sshd_binary,
@@ -198,6 +212,7 @@ class _Session:
             self.sshd_restarts += 1
         if self.tunnel.alive():
             return False
+        self.emit(EventKind.RESTART, "the tunnel")
         self.tunnel.close()
         self.tunnel_restarts += 1
         endpoint = open_checked(self.tunnel, self.request.port)
@@ -423,7 +438,6 @@ def start_ssh(
     arguments = dict(locals())
     check_system()
     request = check_request(**arguments)
-    global _lost
     # One start at a time per state folder, across processes; the lock is held until the new
     # session is up and recorded as the folder's owner, so a second start never sees half of it.
     with _lock, state_lock(request.paths):
@@ -433,35 +447,44 @@ def start_ssh(
             and not owned_by_us(request.paths)
         ):
             _session = None  # stopped by another process (its monitor may not have noticed yet)
+        view = notebook_view(quiet=quiet, on_change=on_change)
+        progress: Progress | None = None
         if _session is not None and _session.request == request:
             session = _session
-            session.quiet, session.on_change = quiet, on_change
-            if session.revive() and not quiet:
-                show_connection(session.connection)
-            session.watch(monitor_interval)
-            return session.connection
-        # Before anything changes: another live process's session in this folder is refused
-        # (naming it); one whose owner is gone (a restarted kernel) is taken over by _start().
-        require_no_other_owner(request.paths)
-        # What can fail without changing anything (the token, the keys) comes before the
-        # running session, if any, is replaced.
-        progress = Progress(quiet=quiet)
-        tunnel_to_open = _make_tunnel(request, progress)
-        keys = _collect_keys(request)
-        if _session is not None:
-            _session.stop()
-            if owned_by_us(_session.request.paths):
-                release(_session.request.paths)
-            _session = None
-        session = _start(request, progress, tunnel_to_open, keys)
-        claim(request.paths)
-        session.quiet, session.on_change = quiet, on_change
-        _session, _lost = session, None
+            session.view = view
+            if session.revive():
+                session.emit(EventKind.UP)  # back at a new address: the details again
+        else:
+            progress = Progress(quiet=quiet)
+            session = _replace_session(request, progress)
+            session.view = view
+            session.emit(EventKind.UP)
         session.watch(monitor_interval)
-    progress.finish()  # "SSH server up in 0.3 s": all a warm run shows (nothing when quiet)
-    if not quiet:
-        show_connection(session.connection)
+    if progress is not None:
+        progress.finish()  # "SSH server up in 0.3 s": all a warm run shows (nothing when quiet)
+    session.flush()
     return session.connection
+
+
+def _replace_session(request: Request, progress: Progress) -> _Session:
+    """Start a session for ``request`` in place of this process's one; callers hold both locks."""
+    global _session, _lost
+    # Before anything changes: another live process's session in this folder is refused
+    # (naming it); one whose owner is gone (a restarted kernel) is taken over by _start().
+    require_no_other_owner(request.paths)
+    # What can fail without changing anything (the token, the keys) comes before the
+    # running session, if any, is replaced.
+    tunnel_to_open = _make_tunnel(request, progress)
+    keys = _collect_keys(request)
+    if _session is not None:
+        _session.stop()
+        if owned_by_us(_session.request.paths):
+            release(_session.request.paths)
+        _session = None
+    session = _start(request, progress, tunnel_to_open, keys)
+    claim(request.paths)
+    _session, _lost = session, None
+    return session
 
 
 def ssh_status() -> SshStatus:

@@ -1,4 +1,4 @@
-"""The background supervisor that ``colab-ssh start`` launches, and its files in the state folder.
+"""The background supervisor that ``colab-ssh start`` launches (its files: supervisor_state.py).
 
 ``start`` has to return while sshd and the tunnel keep running, but pyngrok ends the ngrok
 agent when the Python process that started it exits. So ``start`` launches a small
@@ -6,9 +6,11 @@ supervisor, ``python -m colab_ssh serve``, in its own session (a closed terminal
 interrupted cell does not reach it), with /dev/null as input and a log file as output (a
 caller reading ``colab-ssh start | cat`` must see the end of the output when ``start`` exits).
 The supervisor calls start_ssh(), writes the connection to ``connection.json`` (mode 0600:
-it holds the password) or the error to ``error.json``, brings back whatever dies, and on
-SIGTERM calls stop_ssh() and exits. The ngrok authtoken and the password reach it through
-a pipe on its standard input, never its command line, where ``ps`` would show them.
+it holds the password) or the error to ``error.json``, keeps start_ssh()'s monitor (the one
+loop that brings back whatever dies) running, records the session's events (events.py) there
+and as lines in its log, and on SIGTERM calls stop_ssh() and exits. The ngrok authtoken and
+the password reach it through a pipe on its standard input, never its command line, where
+``ps`` would show them.
 """
 
 from __future__ import annotations
@@ -33,8 +35,9 @@ from .connection import Connection, HostKey
 from .core import ssh_status, start_ssh, stop_ssh
 from .display import connection_display_suppressed
 from .environment import CALLER_PYTHONPATH
-from .errors import ColabSSHError, SessionLostError
-from .options import StartOptions
+from .errors import ColabSSHError
+from .events import EventKind, SessionEvent, subscribed
+from .options import OPTIONS, StartOptions
 from .ownership import open_lock_file
 from .processes import stop_tree
 from .secret_text import conceal
@@ -60,7 +63,9 @@ __all__ = [
 ]
 
 PROGRAM = "colab-ssh"  # the command, as messages name it
-HEALTH_INTERVAL = 30.0
+HEALTH_INTERVAL = 30.0  # how often the state in connection.json is refreshed
+# start_ssh()'s default monitor interval, from the one place options are declared.
+MONITOR_INTERVAL: float = next(option.default for option in OPTIONS if option.name == "monitor_interval")
 _POLL = 0.1
 _LOG_MARK = "[log "  # starts the supervisor's log lines that are not progress
 
@@ -132,29 +137,47 @@ class _StopRequest:
 class _Server:
     """One start_ssh() session kept up until a stop is requested, its state kept in connection.json."""
 
-    def __init__(self, options: StartOptions, secrets: Secrets, files: StateFiles, *, quiet: bool) -> None:
+    def __init__(
+        self,
+        options: StartOptions,
+        secrets: Secrets,
+        files: StateFiles,
+        *,
+        quiet: bool,
+        check_interval: float,
+    ) -> None:
         self.options = options
         self.secrets = secrets
         self.files = files
         self.quiet = quiet
+        # start_ssh()'s monitor is the one loop that brings back what died: as often as it
+        # would anyway, or as often as we check, if that is more often.
+        self.monitor_interval = min(MONITOR_INTERVAL, check_interval)
+        self.last_error: str | None = None  # the monitor's last failure to bring something back
         self.since = _now()
         self.lost = False  # the session was stopped by another process: nothing left to serve or stop
         self.gave_up: str | None = None  # why sshd cannot be brought back (its port taken): not retried
 
     def start(self) -> Connection:
-        """start_ssh() with the same arguments every time: the second call brings back what died."""
+        """start_ssh(); its monitor keeps the session up, and reports through on_event()."""
         return start_ssh(
             self.secrets.authtoken,
             password=self.secrets.password,
             quiet=self.quiet,
             state_dir=self.files.state_dir,
-            on_change=self._changed,  # its monitor thread found a new tunnel address
+            monitor_interval=self.monitor_interval,
             **self.options.api_arguments(),
         )
 
-    def _changed(self, connection: Connection) -> None:
-        print(f"{_now()} the tunnel came back at {connection.host}:{connection.port}", flush=True)
-        self.record(connection)
+    def on_event(self, event: SessionEvent) -> None:
+        """The session's events: a line in our log (which `start` relays), the state in connection.json."""
+        if event.kind is EventKind.UP:
+            return  # start() returns the connection: serve() records it
+        print(f"{_now()} {event.describe()}", flush=True)
+        if event.kind is EventKind.ERROR:
+            self.last_error = event.detail
+        if event.kind is not EventKind.RESTART:
+            self.record(event.connection, self.gave_up or self.last_error)
 
     def record(self, connection: Connection, last_error: str | None = None) -> None:
         status = ssh_status()
@@ -174,9 +197,8 @@ class _Server:
         )
 
     def health_check(self, connection: Connection) -> Connection:
-        """Bring back a dead sshd or tunnel (start_ssh()'s own monitor may be quicker), record the state."""
+        """Record the state; notice when start_ssh()'s monitor gave up (it alone brings back what died)."""
         status = ssh_status()
-        last_error = None
         if status.monitor_error is not None and not status.monitoring:
             # start_ssh()'s monitor gave up: the port is someone else's now, or another process
             # stopped the session. Trying again every interval would only fail the same way (and
@@ -185,16 +207,10 @@ class _Server:
             self._give_up(status.monitor_error)
         if self.lost:
             return connection
-        if self.gave_up is None and not (status.running and status.sshd_alive and status.tunnel_alive):
-            print(f"{_now()} sshd or the tunnel stopped; bringing it back", flush=True)
-            try:
-                connection = self.start()
-            except SessionLostError as error:  # the same verdict as the monitor's: say it, stop trying
-                self._give_up(str(error))
-            except ColabSSHError as error:
-                last_error = str(error).splitlines()[0]
-                print(f"{_now()} could not bring it back: {last_error}", flush=True)
-        self.record(connection, self.gave_up or last_error)
+        if status.sshd_alive and status.tunnel_alive:
+            self.last_error = None
+        connection = status.connection or connection
+        self.record(connection, self.gave_up or self.last_error)
         return connection
 
     def _give_up(self, reason: str) -> None:
@@ -223,7 +239,8 @@ def serve(
         stack.callback(os.close, open_lock_file(files.serving))
         if not show_details:
             stack.enter_context(connection_display_suppressed())
-        server = _Server(options, secrets, files, quiet=quiet)
+        server = _Server(options, secrets, files, quiet=quiet, check_interval=check_interval)
+        stack.enter_context(subscribed(server.on_event))
         stop = _StopRequest()
         try:
             connection = server.start()
