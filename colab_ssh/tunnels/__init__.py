@@ -1,7 +1,10 @@
 """Tunnels: how the SSH port becomes reachable from the user's laptop.
 
-A tunnel is anything with this small interface; ``start_ssh(tunnel=...)`` takes a name
-("ngrok", "none") or such an object, so another service is one new module.
+A tunnel is anything with this small interface; ``start_ssh(tunnel=...)`` takes such an object
+or a name from :mod:`.registry` ("ngrok", "cloudflared", "none", or an installed plugin's). So
+another service is one new module: passed as an object, or named through the entry-point group
+``colab_ssh.tunnels`` in its distribution (README: "Writing a tunnel plugin"); a built-in one also
+gets its entry in ``registry.BUILT_IN``.
 
 Whatever a tunnel returns ends up in text the user runs on their laptop: the ``ssh`` command,
 the ``~/.ssh/config`` block (one directive per line) and the ProxyCommand that ssh runs through

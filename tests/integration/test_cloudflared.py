@@ -20,6 +20,7 @@ import shlex
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -426,6 +427,31 @@ def test_stop_stale_cloudflared_stops_an_agent_this_kernel_forgot(state_dir, edg
         wait_for(lambda: gone(agent))
         assert not (state_dir / "cloudflared.pid").exists()
         assert not forgotten.alive()
+    finally:
+        forgotten.close()
+
+
+def test_the_cli_sees_and_stops_an_agent_this_kernel_forgot(state_dir, edge, origin):
+    """`colab-ssh status` and `stop` know a recorded cloudflared like the other tunnel agents (they
+    read every kind's recorded processes from the tunnel registry; cloudflared.pid was missed)."""
+    paths = paths_for(state_dir)
+    forgotten = CloudflaredTunnel(paths)
+    forgotten.open(origin)
+    (agent,) = agent_pids(state_dir)
+
+    def cli(*arguments: str) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-m", "colab_ssh", *arguments, "--state-dir", str(state_dir)]
+        return subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+
+    try:
+        status = cli("status")
+        assert status.returncode == 1, status.stderr
+        assert f"An sshd or tunnel agent of start_ssh() runs in {state_dir}" in status.stdout
+
+        stopped = cli("stop")
+        assert (stopped.returncode, stopped.stdout) == (0, "Stopped.\n"), stopped.stderr
+        wait_for(lambda: gone(agent))
+        assert not (state_dir / "cloudflared.pid").exists()
     finally:
         forgotten.close()
 
