@@ -20,8 +20,8 @@ from colab_ssh import (
     InvalidArgumentError,
     SshStatus,
     TunnelError,
-    core,
     start_ssh,
+    start_steps,
     stop_ssh,
 )
 from colab_ssh import request as request_module
@@ -389,7 +389,7 @@ def test_loopback_only_whenever_a_tunnel_carries_the_traffic(tunnel, loopback_on
         user=test_user,
         state_dir=state_dir,
     )
-    addresses = core._listen_addresses(request)
+    addresses = start_steps.listen_addresses(request)
     assert ("127.0.0.1" in addresses) == loopback_only
     assert all(address in ("127.0.0.1", "::1") for address in addresses)
 
