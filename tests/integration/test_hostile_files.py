@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-import colab_ssh.core as core_module
+import colab_ssh.start_steps as start_steps_module
 from colab_ssh import ColabSSHError, InvalidArgumentError, SshdStartError, start_ssh, stop_ssh
 from colab_ssh.errors import UnsafePathError
 from colab_ssh.paths import Paths
@@ -300,7 +300,7 @@ def test_a_failed_start_puts_the_users_ssh_folder_back(
         # Passes `sshd -t` (which binds nothing) but fails to bind: an address this machine lacks.
         return render_sshd_config(settings) + "ListenAddress 198.51.100.77\n"
 
-    monkeypatch.setattr(core_module, "render_sshd_config", unbindable)
+    monkeypatch.setattr(start_steps_module, "render_sshd_config", unbindable)
     with pytest.raises(SshdStartError):
         start_ssh(
             tunnel="none", port=port, user=test_user, state_dir=state_dir, quiet=True,

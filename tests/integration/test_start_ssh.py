@@ -17,7 +17,7 @@ from colab_ssh import (
     start_ssh,
     stop_ssh,
 )
-from colab_ssh import core as core_module
+from colab_ssh import start_steps as start_steps_module
 from colab_ssh.paths import Paths
 from colab_ssh.sshd_config import SshdSettings, render_sshd_config
 from colab_ssh.system import read_password_hash
@@ -275,7 +275,7 @@ def test_a_rejected_config_is_rolled_back(test_user, port, state_dir, monkeypatc
     def broken(settings: SshdSettings) -> str:
         return render_sshd_config(settings) + "NoSuchKeyword yes\n"
 
-    monkeypatch.setattr(core_module, "render_sshd_config", broken)
+    monkeypatch.setattr(start_steps_module, "render_sshd_config", broken)
     with pytest.raises(SshdConfigError, match="NoSuchKeyword") as raised:
         start_local(test_user, port, state_dir)
 

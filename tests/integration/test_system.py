@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from colab_ssh import PackageInstallError, SshdStartError, start_ssh
-from colab_ssh import core as core_module
+from colab_ssh import start_steps as start_steps_module
 from colab_ssh.sshd_config import SshdSettings, render_sshd_config
 from colab_ssh.system import ensure_package, restore_file, write_file
 
@@ -123,7 +123,7 @@ def test_sshd_that_dies_at_start_raises_with_its_log(test_user, port, state_dir,
         # Passes `sshd -t` (which binds nothing) but fails to bind: an address this machine lacks.
         return render_sshd_config(settings) + "ListenAddress 198.51.100.77\n"
 
-    monkeypatch.setattr(core_module, "render_sshd_config", unbindable)
+    monkeypatch.setattr(start_steps_module, "render_sshd_config", unbindable)
     with pytest.raises(SshdStartError) as raised:
         start_ssh(tunnel="none", port=port, user=test_user, state_dir=state_dir, quiet=True)
 
