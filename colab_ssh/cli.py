@@ -33,21 +33,9 @@ from .platform import Platform, detect_platform
 from .processes import command_line, running_record, sshd_is_ours
 from .secret_text import conceal
 from .sshd import answers_banner
-from .supervisor import (
-    HEALTH_INTERVAL,
-    PROGRAM,
-    STOP_TIMEOUT,
-    Secrets,
-    StateFiles,
-    SupervisorError,
-    connection_from_json,
-    serve,
-    spawn_supervisor,
-    stop_spawned,
-    stop_supervisor,
-    supervise,
-    wait_for_supervisor,
-)
+from .supervisor import HEALTH_INTERVAL, PROGRAM, serve, supervise
+from .supervisor_launch import SupervisorError, spawn_supervisor, stop_spawned, wait_for_supervisor
+from .supervisor_state import STOP_TIMEOUT, Secrets, StateFiles, connection_from_json, stop_supervisor
 from .system import check_system
 from .tunnels.registry import find_kind, kinds, leftovers_running
 

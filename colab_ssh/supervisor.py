@@ -16,93 +16,37 @@ the password reach it through a pipe on its standard input, never its command li
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import json
 import logging
 import os
 import signal
-import subprocess
 import sys
 import time
 import traceback
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from pathlib import Path
 from types import FrameType
-from typing import Any, TextIO
+from typing import Any
 
-from .connection import Connection, HostKey
+from .connection import Connection
 from .core import ssh_status, start_ssh, stop_ssh
 from .display import connection_display_suppressed
-from .environment import CALLER_PYTHONPATH
 from .errors import ColabSSHError
 from .events import EventKind, SessionEvent, subscribed
 from .options import OPTIONS, StartOptions
 from .ownership import open_lock_file
-from .processes import stop_tree
 from .secret_text import conceal
-from .supervisor_state import STOP_TIMEOUT, StateFiles, stop_supervisor
+from .supervisor_state import LOG_MARK, Secrets, StateFiles, connection_to_json
 from .system import remove_file
 
-__all__ = [
-    "HEALTH_INTERVAL",
-    "PROGRAM",
-    "STOP_TIMEOUT",
-    "Secrets",
-    "StartOptions",
-    "StateFiles",
-    "SupervisorError",
-    "connection_from_json",
-    "connection_to_json",
-    "serve",
-    "spawn_supervisor",
-    "stop_spawned",
-    "stop_supervisor",
-    "supervise",
-    "wait_for_supervisor",
-]
+__all__ = ["HEALTH_INTERVAL", "MONITOR_INTERVAL", "PROGRAM", "serve", "supervise"]
 
 PROGRAM = "colab-ssh"  # the command, as messages name it
 HEALTH_INTERVAL = 30.0  # how often the state in connection.json is refreshed
 # start_ssh()'s default monitor interval, from the one place options are declared.
 MONITOR_INTERVAL: float = next(option.default for option in OPTIONS if option.name == "monitor_interval")
-_POLL = 0.1
-_LOG_MARK = "[log "  # starts the supervisor's log lines that are not progress
-
-
-class SupervisorError(Exception):
-    """The supervisor did not come up: one line for the user; ``more`` and its ``trace`` with --debug."""
-
-    def __init__(self, message: str, *, more: str = "", trace: str = "", expected: bool = True) -> None:
-        super().__init__(message)
-        self.more = more
-        self.trace = trace
-        self.expected = expected
 
 
 # --- what the supervisor serves ------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Secrets:
-    """What must never be on a command line or in a log: options.OPTIONS' Passing.STDIN ones."""
-
-    authtoken: str | None = field(default=None, repr=False)
-    password: str | None = field(default=None, repr=False)
-
-
-def connection_to_json(connection: Connection) -> dict[str, Any]:
-    """For connection.json, so that `start` and `status` in other processes can show it."""
-    return dataclasses.asdict(connection)
-
-
-def connection_from_json(content: dict[str, Any]) -> Connection:
-    """The inverse of connection_to_json(); keys this version does not know are left out."""
-    names = {item.name for item in dataclasses.fields(Connection)}
-    values = {name: value for name, value in content.items() if name in names}
-    values["host_keys"] = tuple(HostKey(**key) for key in values.get("host_keys", ()))
-    values["client_hints"] = tuple(values.get("client_hints", ()))
-    return Connection(**values)
 
 
 def _now() -> str:
@@ -272,7 +216,7 @@ def _log_records_marked() -> None:
     our progress lines.
     """
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(_OneLineFormatter(f"{_LOG_MARK}%(name)s] %(levelname)s: %(message)s"))
+    handler.setFormatter(_OneLineFormatter(f"{LOG_MARK}%(name)s] %(levelname)s: %(message)s"))
     logging.getLogger().addHandler(handler)
     logging.getLogger().setLevel(logging.WARNING)
     logging.captureWarnings(True)
@@ -311,131 +255,3 @@ def supervise(options: StartOptions, files: StateFiles, *, check_interval: float
         files.write_json(files.error, _error_record(error))
         return False
     return True
-
-
-# --- launching it from `start`, and waiting until it is up ---------------------------------------
-
-
-def spawn_supervisor(
-    options: StartOptions, secrets: Secrets, files: StateFiles, *, check_interval: float
-) -> subprocess.Popen[bytes]:
-    """Launch the supervisor in its own session, its output in a fresh log, the secrets on its stdin."""
-    package_root = str(Path(__file__).resolve().parent.parent)
-    environment = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")])),
-        # Our package folder on PYTHONPATH is for the supervisor only: SSH sessions get the
-        # caller's PYTHONPATH, recorded here (see environment.caller_environment()).
-        CALLER_PYTHONPATH: os.environ.get("PYTHONPATH", ""),
-    }
-    command = [
-        sys.executable,
-        "-m",
-        "colab_ssh",
-        "serve",
-        *options.argv(),
-        "--state-dir",
-        str(files.state_dir),
-        "--check-interval",
-        str(check_interval),
-    ]
-    log = os.open(files.log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-    os.fchmod(log, 0o600)
-    try:
-        process = subprocess.Popen(
-            command,
-            stdin=subprocess.PIPE,
-            stdout=log,
-            stderr=log,
-            cwd="/",
-            env=environment,
-            start_new_session=True,
-        )
-    finally:
-        os.close(log)
-    files.record_pid(process.pid, command)
-    assert process.stdin is not None  # noqa: S101 - stdin=PIPE above
-    with process.stdin:
-        process.stdin.write(json.dumps(dataclasses.asdict(secrets)).encode())
-    return process
-
-
-class _LogRelay:
-    """Copies the supervisor's new progress lines to our output as they appear (all lines with --debug)."""
-
-    def __init__(self, path: Path, out: TextIO | None, *, everything: bool = False) -> None:
-        self._file = path.open("rb")
-        self._partial = b""
-        self._out = out
-        self._everything = everything
-
-    def pump(self, *, final: bool = False) -> None:
-        self._partial += self._file.read()
-        *lines, self._partial = self._partial.split(b"\n")
-        if final and self._partial:
-            lines, self._partial = [*lines, self._partial], b""
-        if self._out is not None:
-            for line in lines:
-                if self._everything or not line.startswith(_LOG_MARK.encode()):
-                    print(line.decode(errors="replace"), file=self._out, flush=True)
-
-    def close(self) -> None:
-        self._file.close()
-
-
-def wait_for_supervisor(
-    process: subprocess.Popen[bytes],
-    files: StateFiles,
-    timeout: float,
-    *,
-    out: TextIO | None,
-    everything: bool = False,
-) -> Connection:
-    """The connection once the supervisor is up; meanwhile its progress lines are copied to ``out``.
-
-    ``everything``: its library log lines too. Its error, or no connection within ``timeout``
-    (then it is stopped), is raised as a SupervisorError.
-    """
-    deadline = time.monotonic() + timeout
-    with contextlib.closing(_LogRelay(files.log, out, everything=everything)) as relay:
-        while True:
-            relay.pump()
-            state = files.read_json(files.connection)
-            if state is not None and state.get("pid") == process.pid:
-                relay.pump(final=True)
-                return connection_from_json(state["connection"])
-            error = files.read_json(files.error)
-            if error is not None or process.poll() is not None:
-                process.wait()
-                relay.pump(final=True)
-                raise _error_from(files.read_json(files.error), process.returncode, files)
-            if time.monotonic() > deadline:
-                stop_spawned(process, files)
-                raise SupervisorError(
-                    f"sshd and the tunnel were not up within {timeout:.0f} s; see {files.log}."
-                )
-            time.sleep(_POLL)
-
-
-def _error_from(record: dict[str, Any] | None, returncode: int | None, files: StateFiles) -> SupervisorError:
-    """The supervisor's error.json as our own error: the same first line, its traceback for --debug."""
-    if record is None:
-        return SupervisorError(
-            f"The supervisor exited (status {returncode}) before it was up; see {files.log}."
-        )
-    message = str(record.get("message", "")).strip() or str(record.get("type", "error"))
-    first, _, rest = message.partition("\n")
-    expected = bool(record.get("expected"))
-    if not expected:
-        first = f"unexpected {record.get('type')}: {first}"
-    return SupervisorError(first, more=rest, trace=str(record.get("traceback", "")), expected=expected)
-
-
-# --- stopping it ---------------------------------------------------------------------------------
-
-
-def stop_spawned(process: subprocess.Popen[bytes], files: StateFiles) -> None:
-    """End a supervisor spawned here and reap it; stop_ssh() for anything it left (after a SIGKILL, all)."""
-    stop_tree(process.pid, timeout=STOP_TIMEOUT)
-    stop_ssh(state_dir=files.state_dir)
-    process.wait()

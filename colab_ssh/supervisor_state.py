@@ -8,22 +8,33 @@ So what both need lives here, and neither imports the other back.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
 import json
 import os
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .connection import Connection, HostKey
 from .errors import ColabSSHError
 from .ownership import open_lock_file
 from .paths import Paths
 from .processes import holds_open, read_record, record_process, same_process, stop_tree, supervisor_is_ours
 from .system import read_file, remove_file, write_file
 
-__all__ = ["STOP_TIMEOUT", "StateFiles", "stop_supervisor"]
+__all__ = [
+    "LOG_MARK",
+    "STOP_TIMEOUT",
+    "Secrets",
+    "StateFiles",
+    "connection_from_json",
+    "connection_to_json",
+    "stop_supervisor",
+]
 
+LOG_MARK = "[log "  # starts the supervisor's log lines that are not progress (start does not relay them)
 STOP_TIMEOUT = 30.0  # seconds the supervisor gets to stop sshd and the tunnel before SIGKILL
 
 
@@ -123,3 +134,25 @@ def stop_supervisor(state_dir: str | os.PathLike[str], *, timeout: float = STOP_
     stop_tree(pid, timeout=timeout)
     files.clear()
     return True
+
+
+@dataclass(frozen=True)
+class Secrets:
+    """What must never be on a command line or in a log: options.OPTIONS' Passing.STDIN ones."""
+
+    authtoken: str | None = field(default=None, repr=False)
+    password: str | None = field(default=None, repr=False)
+
+
+def connection_to_json(connection: Connection) -> dict[str, Any]:
+    """For connection.json, so that `start` and `status` in other processes can show it."""
+    return dataclasses.asdict(connection)
+
+
+def connection_from_json(content: dict[str, Any]) -> Connection:
+    """The inverse of connection_to_json(); keys this version does not know are left out."""
+    names = {item.name for item in dataclasses.fields(Connection)}
+    values = {name: value for name, value in content.items() if name in names}
+    values["host_keys"] = tuple(HostKey(**key) for key in values.get("host_keys", ()))
+    values["client_hints"] = tuple(values.get("client_hints", ()))
+    return Connection(**values)

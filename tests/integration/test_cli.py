@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from colab_ssh.processes import read_record
-from colab_ssh.supervisor import connection_from_json, stop_supervisor
+from colab_ssh.supervisor_state import connection_from_json, stop_supervisor
 
 from ..support.host import SshClient, our_processes
 from ..support.stand_ins import NgrokCloud

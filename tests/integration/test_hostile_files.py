@@ -29,7 +29,7 @@ from colab_ssh import ColabSSHError, InvalidArgumentError, SshdStartError, start
 from colab_ssh.errors import UnsafePathError
 from colab_ssh.paths import Paths
 from colab_ssh.sshd_config import SshdSettings, render_sshd_config
-from colab_ssh.supervisor import StateFiles
+from colab_ssh.supervisor_state import StateFiles
 
 from ..support.host import ClientKey, SshClient, home_of, make_client_key, our_processes
 from ..support.stand_ins import NgrokCloud

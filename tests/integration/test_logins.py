@@ -25,9 +25,9 @@ from colab_ssh import (
     stop_ssh,
 )
 from colab_ssh import request as request_module
-from colab_ssh.options import check_request
+from colab_ssh.options import StartOptions, check_request
 from colab_ssh.paths import Paths
-from colab_ssh.supervisor import Secrets, StartOptions
+from colab_ssh.supervisor_state import Secrets
 from colab_ssh.system import local_address, read_password_hash
 from colab_ssh.tunnels import Endpoint
 from colab_ssh.tunnels.direct import DirectTunnel

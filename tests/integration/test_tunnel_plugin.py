@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from colab_ssh import InvalidArgumentError, TunnelError, start_ssh, stop_ssh
-from colab_ssh.supervisor import connection_from_json
+from colab_ssh.supervisor_state import connection_from_json
 from colab_ssh.tunnels.registry import BUILT_IN, ENTRY_POINT_GROUP, find_kind, tunnel_names
 
 from ..support.host import SshClient, our_processes

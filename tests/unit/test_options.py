@@ -17,7 +17,7 @@ from colab_ssh import cli
 from colab_ssh.core import start_ssh
 from colab_ssh.options import ARGV_OPTIONS, OPTIONS, Passing, StartOptions, check_request
 from colab_ssh.paths import Paths
-from colab_ssh.supervisor import Secrets
+from colab_ssh.supervisor_state import Secrets
 
 # `start` flags that are the command's own, not start_ssh() options.
 CLI_OWN_FLAGS = {"-h", "--help", "--foreground", "--timeout", "--check-interval", "--state-dir", "--debug"}
