@@ -69,6 +69,11 @@ class Paths:
         return self.profile_dir / f"{self._session_name}.sh"
 
     @property
+    def legacy_profile_script(self) -> Path:
+        """Where versions before the values file kept them, world-readable (removed when seen)."""
+        return self.profile_dir / "colab_ssh.sh"
+
+    @property
     def session_env_file(self) -> Path:
         return self.session_env_dir / f"{self._session_name}.env"
 

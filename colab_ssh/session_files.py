@@ -67,7 +67,7 @@ _LEGACY_PROFILE_HEADER = b"# Written by colab_ssh: the notebook kernel's environ
 
 def remove_legacy_profile(paths: Paths) -> None:
     """An earlier colab_ssh left the kernel's environment in a world-readable /etc/profile.d script."""
-    legacy = paths.profile_dir / "colab_ssh.sh"
+    legacy = paths.legacy_profile_script
     with contextlib.suppress(OSError), trusted_dir(legacy.parent) as folder:
         content = folder.read(legacy.name)
         if content is not None and content.startswith(_LEGACY_PROFILE_HEADER):
