@@ -17,6 +17,7 @@ import pytest
 
 from colab_ssh import start_ssh, stop_ssh
 from colab_ssh.errors import UnsafePathError
+from colab_ssh.processes import descendants, stop_tree
 
 from ..support.host import SshClient, our_processes
 from ..support.stand_ins import NgrokCloud
@@ -221,3 +222,66 @@ def test_colab_ssh_stop_ends_a_foreground_server_whatever_script_runs_it(test_us
     finally:
         script.kill()
         script.communicate()
+
+
+# A process that exits on its Nth SIGTERM (as cloudflared does on its second), and may first start
+# a child that ignores SIGTERM altogether.
+_TERMED = """
+import signal, subprocess, sys, time
+needed, terms = int(sys.argv[1]), 0
+def on_term(number, frame):
+    global terms
+    terms += 1
+    print(f"term {terms}", flush=True)
+    if terms >= needed:
+        print("exit", flush=True)
+        sys.exit(0)
+signal.signal(signal.SIGTERM, on_term)
+if sys.argv[2] == "child":
+    deaf = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print('child', flush=True)"
+    subprocess.Popen([sys.executable, "-c", deaf + "; time.sleep(600)"])
+print("ready", flush=True)
+while True:
+    time.sleep(0.05)
+"""
+
+
+def _termed(needed: int, child: bool) -> subprocess.Popen[str]:
+    """Started, and its SIGTERM handler (and its child's SIG_IGN) in place."""
+    process = subprocess.Popen(
+        [sys.executable, "-c", _TERMED, str(needed), "child" if child else "alone"],
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    assert process.stdout is not None
+    expected = {"ready\n", "child\n"} if child else {"ready\n"}
+    assert {process.stdout.readline() for _ in expected} == expected
+    return process
+
+
+def _gone(pid: int) -> bool:
+    stat = Path(f"/proc/{pid}/stat")
+    with contextlib.suppress(FileNotFoundError):
+        return stat.read_text().rpartition(")")[2].split()[0] == "Z"
+    return True
+
+
+def test_stop_tree_sends_as_many_sigterms_as_asked_before_sigkill():
+    # (stop_tree() reaps its own children, so how each ended is read from what it printed.)
+    twice = _termed(2, child=False)
+    stop_tree(twice.pid, timeout=10.0, sigterms=2)
+    assert twice.communicate(timeout=30)[0] == "term 1\nterm 2\nexit\n"  # its own exit, no SIGKILL
+
+    once_asked = _termed(2, child=False)
+    stop_tree(once_asked.pid, timeout=1.0)  # one SIGTERM is not enough for it: SIGKILL ends it
+    assert once_asked.communicate(timeout=30)[0] == "term 1\n"
+    assert _gone(once_asked.pid)
+
+
+def test_stop_tree_also_ends_a_child_that_ignores_sigterm_after_its_parent_exited():
+    parent = _termed(1, child=True)
+    (child,) = descendants(parent.pid)
+    stop_tree(parent.pid, timeout=5.0, children_timeout=1.0)
+    assert parent.communicate(timeout=30)[0] == "term 1\nexit\n"
+    assert _gone(child)
