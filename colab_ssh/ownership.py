@@ -19,10 +19,8 @@ names (a kernel must never be killed by us).
 from __future__ import annotations
 
 import contextlib
-import errno
 import fcntl
 import os
-import stat
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -78,26 +76,14 @@ def open_lock_file(path: Path) -> int:
     """
     with trusted_dir(path.parent, create_mode=0o755) as folder:
         try:
-            fd = os.open(
-                path.name,
-                os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK,
-                0o600,
-                dir_fd=folder.fd,
-            )
+            fd = folder.open_private(path.name, os.O_RDWR)
+        except UnsafePathError:
+            raise
         except OSError as error:
-            if error.errno == errno.ELOOP:
-                raise UnsafePathError(
-                    f"{path} is a symbolic link; colab_ssh does not follow links in its state"
-                    " folder. Remove it and try again."
-                ) from None
             raise ColabSSHError(
                 f"Cannot open the lock file {path}: {error.strerror}. The state folder must be on a"
                 " disk root can write to (not read-only, not full); pass state_dir= another folder."
             ) from None
-    st = os.fstat(fd)
-    if not stat.S_ISREG(st.st_mode) or st.st_uid != 0 or st.st_nlink != 1:
-        os.close(fd)
-        raise UnsafePathError(f"{path} is not a plain file of root's with one name; remove it and try again.")
     return fd
 
 

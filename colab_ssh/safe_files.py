@@ -143,29 +143,41 @@ class TrustedDir:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(name, dir_fd=self.fd)
 
-    def open_log(self, name: str) -> int:
-        """A descriptor appending to ``name`` (0600; a link there is refused), for a child's output."""
+    def open_private(self, name: str, access: int) -> int:
+        """A descriptor of ``name`` opened with ``access`` (created 0600 if missing), blocking.
+
+        A link there is refused, and so is anything but a plain file of the folder's owner with one
+        name: what we write into it must not land in a FIFO, a device or another name of some file.
+        """
         try:
             fd = os.open(
                 name,
-                os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK,
+                access | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK,
                 0o600,
                 dir_fd=self.fd,
             )
         except OSError as error:
             if error.errno == errno.ELOOP:
                 raise UnsafePathError(
-                    f"{self.path / name} is a symbolic link; remove it and try again."
+                    f"{self.path / name} is a symbolic link; root does not follow links there."
+                    " Remove it and try again."
                 ) from None
             raise
         try:
-            self._check_file(name, os.fstat(fd))
+            st = os.fstat(fd)
+            self._check_file(name, st)
+            if st.st_nlink != 1:
+                raise UnsafePathError(f"{self.path / name} has other names (hard links); remove it.")
             os.fchmod(fd, 0o600)
             os.set_blocking(fd, True)
         except BaseException:
             os.close(fd)
             raise
         return fd
+
+    def open_log(self, name: str) -> int:
+        """A descriptor appending to ``name`` (0600; a link there is refused), for a child's output."""
+        return self.open_private(name, os.O_WRONLY | os.O_APPEND)
 
     def subdir(
         self, name: str, *, mode: int = 0o700, uid: int = ROOT, gid: int = ROOT, create: bool = True

@@ -175,3 +175,12 @@ def test_a_folder_made_by_someone_else_between_look_and_mkdir(
     else:
         with pytest.raises(UnsafePathError, match=f"uid {MALLORY}"):
             trusted_dir(base / "new", create_mode=0o755)
+
+
+def test_a_file_opened_for_writing_has_one_name_even_in_roots_folder(base: Path) -> None:
+    victim = base / "victim"
+    victim.write_text("keep")
+    os.link(victim, base / "state.lock")
+    with trusted_dir(base) as folder, pytest.raises(UnsafePathError, match="hard links"):
+        folder.open_private("state.lock", os.O_RDWR)
+    assert victim.read_text() == "keep"
