@@ -81,12 +81,10 @@ class TrustedDir:
                 " root will not read it. Remove it and try again."
             )
 
-    def read(self, name: str) -> bytes | None:
-        """The file's bytes, or None if there is none. A link or a special file is refused."""
+    def _open_nofollow(self, name: str, flags: int) -> int:
+        """``name`` opened with ``flags`` (non-blocking: a FIFO cannot hang us); a link is refused."""
         try:
-            fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK, dir_fd=self.fd)
-        except FileNotFoundError:
-            return None
+            return os.open(name, flags | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK, 0o600, dir_fd=self.fd)
         except OSError as error:
             if error.errno == errno.ELOOP:
                 raise UnsafePathError(
@@ -94,6 +92,13 @@ class TrustedDir:
                     " Replace it with a plain file (or remove it) and try again."
                 ) from None
             raise
+
+    def read(self, name: str) -> bytes | None:
+        """The file's bytes, or None if there is none. A link or a special file is refused."""
+        try:
+            fd = self._open_nofollow(name, os.O_RDONLY)
+        except FileNotFoundError:
+            return None
         with os.fdopen(fd, "rb") as handle:
             self._check_file(name, os.fstat(fd))
             return handle.read()
@@ -149,20 +154,7 @@ class TrustedDir:
         A link there is refused, and so is anything but a plain file of the folder's owner with one
         name: what we write into it must not land in a FIFO, a device or another name of some file.
         """
-        try:
-            fd = os.open(
-                name,
-                access | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK,
-                0o600,
-                dir_fd=self.fd,
-            )
-        except OSError as error:
-            if error.errno == errno.ELOOP:
-                raise UnsafePathError(
-                    f"{self.path / name} is a symbolic link; root does not follow links there."
-                    " Remove it and try again."
-                ) from None
-            raise
+        fd = self._open_nofollow(name, access | os.O_CREAT)
         try:
             st = os.fstat(fd)
             self._check_file(name, st)

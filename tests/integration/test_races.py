@@ -186,20 +186,24 @@ def test_the_cli_and_a_kernel_starting_at_once(test_user, port, state_dir: Path,
         assert our_processes(state_dir) == []
 
 
+def hand_the_port_over(state_dir: Path, listener: int, squatter: socket.socket, port: int) -> None:
+    """Kill sshd and let ``squatter`` take its port, holding the folder's lock (as a start
+    elsewhere would) so that no monitor or supervisor repair runs until the port is taken."""
+    with open(state_dir / "state.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        os.kill(listener, signal.SIGKILL)
+        wait_gone(listener)
+        squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        squatter.bind(("0.0.0.0", port))
+        squatter.listen()
+
+
 def test_a_monitor_that_cannot_get_its_port_back_says_so_and_stops(test_user, port, state_dir: Path):
     start_ssh(tunnel="none", port=port, user=test_user, state_dir=state_dir, quiet=True, monitor_interval=0.1)
     (listener,) = sshd_listeners(state_dir)
     squatter = socket.socket()
     try:
-        # Hold the folder's lock (as a start elsewhere would) while the port changes hands, so
-        # the monitor's next round sees it taken.
-        with open(state_dir / "state.lock", "a") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            os.kill(listener, signal.SIGKILL)
-            wait_gone(listener)
-            squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            squatter.bind(("0.0.0.0", port))
-            squatter.listen()
+        hand_the_port_over(state_dir, listener, squatter, port)
         deadline = time.monotonic() + 30
         while (status := ssh_status()).monitoring:
             assert time.monotonic() < deadline, f"the monitor kept retrying: {status}"
@@ -244,13 +248,7 @@ def test_colab_ssh_status_says_why_sshd_cannot_come_back(test_user, port, state_
     (listener,) = sshd_listeners(state_dir)
     squatter = socket.socket()
     try:
-        with open(state_dir / "state.lock", "a") as lock:  # the supervisor's repairs wait meanwhile
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            os.kill(listener, signal.SIGKILL)
-            wait_gone(listener)
-            squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            squatter.bind(("0.0.0.0", port))
-            squatter.listen()
+        hand_the_port_over(state_dir, listener, squatter, port)
         deadline = time.monotonic() + 30
         while "last error" not in (status := cli("status", "--state-dir", state_dir)).stdout:
             assert time.monotonic() < deadline, status.stdout
