@@ -8,6 +8,9 @@ from __future__ import annotations
 
 __all__ = [
     "AuthtokenMissingError",
+    "CloudflaredDownloadError",
+    "CloudflaredIntegrityError",
+    "CloudflaredStartError",
     "ColabOnlyError",
     "ColabSSHError",
     "InvalidArgumentError",
@@ -133,3 +136,31 @@ class NgrokTcpNeedsCardError(TunnelError):
 
 class NgrokDownloadError(TunnelError):
     """The ngrok agent binary could not be downloaded (usually: no internet)."""
+
+
+# cloudflared's errors live here, not in its modules, so that the tunnel registry can list them
+# without loading cloudflared's download code (urllib, http.client, ssl) on every start.
+class CloudflaredDownloadError(TunnelError):
+    """cloudflared could not be fetched (no internet, a CPU without a pinned build, a refused
+    redirect, the deadline), or the program to run is not usable (not executable, a folder)."""
+
+
+class CloudflaredIntegrityError(CloudflaredDownloadError):
+    """The downloaded file's SHA-256 is not the pinned one; it was never written or run."""
+
+    def __init__(self, message: str, *, expected: str, actual: str) -> None:
+        super().__init__(message)
+        self.expected = expected
+        self.actual = actual
+
+
+class CloudflaredStartError(TunnelError):
+    """cloudflared gave no working quick-tunnel address; ``log_tail`` holds the end of its log.
+
+    ``code`` is "1015" when Cloudflare rate-limited the request for a quick tunnel.
+    """
+
+    def __init__(self, message: str, *, log_tail: str, code: str | None = None) -> None:
+        super().__init__(f"{message}\n--- last lines of cloudflared's log ---\n{log_tail}", code=code)
+        self.message_head = message  # the message without the log
+        self.log_tail = log_tail

@@ -14,7 +14,6 @@ import hashlib
 import os
 import stat
 import subprocess
-import tempfile
 from pathlib import Path
 
 from .connection import HostKey
@@ -36,6 +35,8 @@ def _generate_ed25519(ssh_keygen: str) -> tuple[bytes, bytes]:
     ssh-keygen follows links when it writes, so it only ever writes in a folder of its own;
     our copies are then written through safe_files.
     """
+    import tempfile  # here: only new keys and a host_keys_dir need it
+
     with tempfile.TemporaryDirectory() as private:  # 0700, a random name made exclusively
         path = Path(private) / "key"
         subprocess.run(
@@ -108,6 +109,8 @@ def check_saved_host_keys(persist_dir: Path, ssh_keygen: str = "ssh-keygen") -> 
     """
     if not check_folder(persist_dir):
         return
+    import tempfile  # here: only a host_keys_dir needs it
+
     with (
         trusted_dir(persist_dir) as folder,
         tempfile.TemporaryDirectory() as private,

@@ -13,12 +13,11 @@ use (a Request field in request.py if the session needs it, and the code that ac
 
 from __future__ import annotations
 
-import argparse
 import enum
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .authtoken import ENV_NAME
 from .paths import Paths
@@ -39,6 +38,9 @@ from .request import (
     check_tunnel,
 )
 from .tunnels.registry import BUILT_IN, DEFAULT_TUNNEL, kinds, tunnel_names
+
+if TYPE_CHECKING:
+    import argparse  # the command line's; start_ssh() never loads it
 
 __all__ = [
     "ARGV_OPTIONS",
@@ -90,6 +92,8 @@ class Option:
 
 
 def parse_port(text: str) -> int:
+    import argparse  # here: only the command line parses text
+
     try:
         port = int(text)
     except ValueError:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,6 +60,8 @@ class Paths:
         """colab_ssh for the default state folder; another one gets its own name, so two never clash."""
         if self.state_dir == Paths.state_dir:
             return "colab_ssh"
+        import hashlib  # here: it loads OpenSSL (~2 ms), and the default folder does without
+
         return "colab_ssh-" + hashlib.sha256(str(self.state_dir).encode()).hexdigest()[:12]
 
     @property

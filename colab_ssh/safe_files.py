@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import secrets
 import stat
 from pathlib import Path
 
@@ -117,7 +116,7 @@ class TrustedDir:
     def replace(self, name: str, data: bytes | str, *, mode: int, uid: int = ROOT, gid: int = ROOT) -> None:
         """Write ``name`` without reading what was there (a link there is replaced, not followed)."""
         payload = data.encode() if isinstance(data, str) else data
-        temporary = f".{name}.{secrets.token_hex(8)}.tmp"
+        temporary = f".{name}.{os.urandom(8).hex()}.tmp"  # not `secrets`: it loads OpenSSL
         fd = os.open(
             temporary,
             os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,

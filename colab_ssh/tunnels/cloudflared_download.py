@@ -30,7 +30,7 @@ import urllib.request
 from typing import Any
 from urllib.parse import urlsplit
 
-from ..errors import InvalidArgumentError, TunnelError
+from ..errors import CloudflaredDownloadError, CloudflaredIntegrityError, InvalidArgumentError
 from ..safe_files import TrustedDir
 
 __all__ = [
@@ -50,20 +50,6 @@ MAX_DOWNLOAD_BYTES = 256 * 1024 * 1024  # the real asset is about 40 MB: more is
 _CHUNK = 256 * 1024
 # An executable to use instead of the download (tests' stand-in, or a cloudflared you installed).
 BINARY_ENV = "COLAB_SSH_CLOUDFLARED"
-
-
-class CloudflaredDownloadError(TunnelError):
-    """cloudflared could not be fetched (no internet, a CPU without a pinned build, a refused
-    redirect, the deadline), or the program to run is not usable (not executable, a folder)."""
-
-
-class CloudflaredIntegrityError(CloudflaredDownloadError):
-    """The downloaded file's SHA-256 is not the pinned one; it was never written or run."""
-
-    def __init__(self, message: str, *, expected: str, actual: str) -> None:
-        super().__init__(message)
-        self.expected = expected
-        self.actual = actual
 
 
 class _Refused(OSError):

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import IO, cast
 
-from ..errors import TunnelError
+from ..errors import CloudflaredStartError
 from ..system import tail
 
 __all__ = [
@@ -46,18 +46,6 @@ _RATE_LIMITED = ("429 Too Many Requests", "error code: 1015")
 _NO_API = "failed to request quick Tunnel"
 _POLL_SECONDS = 0.02
 _PROBE_SECONDS = 5.0  # one reachability probe: time for the banner through the tunnel
-
-
-class CloudflaredStartError(TunnelError):
-    """cloudflared gave no working quick-tunnel address; ``log_tail`` holds the end of its log.
-
-    ``code`` is "1015" when Cloudflare rate-limited the request for a quick tunnel.
-    """
-
-    def __init__(self, message: str, *, log_tail: str, code: str | None = None) -> None:
-        super().__init__(f"{message}\n--- last lines of cloudflared's log ---\n{log_tail}", code=code)
-        self.message_head = message  # the message without the log
-        self.log_tail = log_tail
 
 
 class LogFollower:

@@ -21,11 +21,14 @@ import os
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..errors import (
     AuthtokenMissingError,
+    CloudflaredDownloadError,
+    CloudflaredIntegrityError,
+    CloudflaredStartError,
     ColabSSHError,
     InvalidArgumentError,
     NgrokAgentVersionError,
@@ -40,8 +43,10 @@ from ..processes import cloudflared_is_ours, ngrok_agent_is_ours, running_record
 from ..progress import Progress
 from ..system import remove_file
 from . import Tunnel
-from . import cloudflared as _cloudflared
 from .direct import DirectTunnel
+
+if TYPE_CHECKING:
+    from importlib.metadata import EntryPoint
 
 __all__ = [
     "BUILT_IN",
@@ -119,6 +124,12 @@ def _build_ngrok(settings: TunnelSettings) -> Tunnel:
     return NgrokTunnel(token, region=settings.region, paths=settings.paths, progress=settings.progress)
 
 
+def _build_cloudflared(settings: TunnelSettings) -> Tunnel:
+    from .cloudflared import CloudflaredTunnel  # here: its download code loads only when it is used
+
+    return CloudflaredTunnel(settings.paths, settings.progress)
+
+
 def _ngrok_files(paths: Paths) -> tuple[Path, ...]:
     return (paths.ngrok_config, paths.ngrok_log, paths.ngrok_launcher, paths.ngrok_pid)
 
@@ -155,16 +166,16 @@ BUILT_IN: tuple[TunnelKind, ...] = (
     TunnelKind(
         name="cloudflared",
         summary="a Cloudflare quick tunnel (clients need cloudflared)",
-        build=lambda settings: _cloudflared.CloudflaredTunnel(settings.paths, settings.progress),
+        build=_build_cloudflared,
         raw_tcp=False,
         files=_cloudflared_files,
         # cloudflared writes its own --pidfile; we never read it, so it only goes.
         stale_files=lambda paths: (paths.cloudflared_agent_pid,),
         processes=lambda paths: ((paths.cloudflared_pid, cloudflared_is_ours(paths.cloudflared_agent_pid)),),
         errors=(
-            _cloudflared.CloudflaredStartError,
-            _cloudflared.CloudflaredDownloadError,
-            _cloudflared.CloudflaredIntegrityError,
+            CloudflaredStartError,
+            CloudflaredDownloadError,
+            CloudflaredIntegrityError,
         ),
     ),
     TunnelKind(
@@ -192,6 +203,8 @@ def _describe(entry: EntryPoint) -> str:
 
 def _plugin_entries() -> dict[str, EntryPoint]:
     """The usable entry points of the group, by name; the others are logged and left out."""
+    from importlib.metadata import entry_points  # here: reading installed metadata costs ~10 ms
+
     found: dict[str, EntryPoint] = {}
     for entry in entry_points(group=ENTRY_POINT_GROUP):
         if entry.name in _BUILT_IN_NAMES:
