@@ -17,7 +17,7 @@ from .errors import ColabSSHError, SessionLostError, SshdStartError
 from .events import EventKind, SessionEvent, Subscriber, publish
 from .monitor import Monitor
 from .options import check_request
-from .ownership import claim, owned_by_us, release, require_no_other_owner, state_lock
+from .ownership import Claim, claim, owned_by_us, release, require_no_other_owner, state_lock
 from .paths import Paths, canonical_folder
 from .progress import Progress
 from .request import Request
@@ -73,6 +73,7 @@ class _Session:
         self.view: Subscriber | None = None  # start_ssh()'s: shows events unless quiet
         self._events: list[SessionEvent] = []  # emitted under _lock, published once it is free
         self.monitor: Monitor | None = None
+        self.claim: Claim | None = None  # owner.pid as claim() wrote it, for the lock-free re-run
 
     def watch(self, interval: float | None) -> None:
         """(Re)start the background monitor; None switches it off."""
@@ -251,6 +252,14 @@ def start_ssh(
     arguments = dict(locals())
     check_system()
     request = check_request(**arguments)
+    with _lock:
+        session = _running_as_started(request)
+        if session is not None:
+            session.view = notebook_view(quiet=quiet, on_change=on_change)
+            session.watch(monitor_interval)
+    if session is not None:
+        session.flush()
+        return session.connection
     # One start at a time per state folder, across processes; the lock is held until the new
     # session is up and recorded as the folder's owner, so a second start never sees half of it.
     with _lock, state_lock(request.paths):
@@ -279,6 +288,22 @@ def start_ssh(
     return session.connection
 
 
+def _running_as_started(request: Request) -> _Session | None:
+    """This process's session for ``request`` if nothing needs doing: a re-run's fast path.
+
+    Without the folder's lock or reading a file (callers hold _lock): owner.pid is still the
+    file this session's claim() wrote, so no other process has stopped it or taken the folder
+    over since (ownership.Claim), and sshd and the tunnel are alive. Otherwise None, and the
+    locked path looks again, brings back what died, or starts anew.
+    """
+    session = _session
+    if session is None or session.request != request:
+        return None
+    if session.claim is None or not session.claim.unchanged():
+        return None
+    return session if session.sshd.alive() and session.tunnel.alive() else None
+
+
 def _replace_session(request: Request, progress: Progress) -> _Session:
     """Start a session for ``request`` in place of this process's one; callers hold both locks."""
     global _session, _lost
@@ -296,7 +321,7 @@ def _replace_session(request: Request, progress: Progress) -> _Session:
         _session = None
     started = bring_up(request, progress, tunnel_to_open, keys)
     session = _Session(request, started)
-    claim(request.paths)
+    session.claim = claim(request.paths)
     _session, _lost = session, None
     return session
 

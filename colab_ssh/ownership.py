@@ -23,6 +23,7 @@ import fcntl
 import os
 import time
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import ColabSSHError, StateDirBusyError, UnsafePathError
@@ -32,6 +33,7 @@ from .safe_files import trusted_dir
 
 __all__ = [
     "LOCK_WAIT",
+    "Claim",
     "claim",
     "describe",
     "open_lock_file",
@@ -160,12 +162,38 @@ def require_no_other_owner(paths: Paths) -> None:
     )
 
 
-def claim(paths: Paths) -> None:
+@dataclass(frozen=True)
+class Claim:
+    """The owner.pid that claim() wrote, as lstat() saw it: device, inode and change time.
+
+    While lstat() still gives the same three, nobody has released the folder (stop_ssh() removes
+    the file) or claimed it (that writes a new file: another inode, or a reused inode number with
+    a later change time, which the kernel sets on every write, rename and chmod). One lstat(), so
+    a re-run can tell without the folder's lock that its session is still the folder's.
+    """
+
+    owner_pid: Path
+    device: int
+    inode: int
+    changed_ns: int
+
+    def unchanged(self) -> bool:
+        try:
+            now = os.lstat(self.owner_pid)
+        except OSError:
+            return False
+        return (now.st_dev, now.st_ino, now.st_ctime_ns) == (self.device, self.inode, self.changed_ns)
+
+
+def claim(paths: Paths) -> Claim | None:
     """Record this process as the folder's owner (under state_lock(), once its session is up)."""
     me = _me()
-    if me is not None:
-        with trusted_dir(paths.state_dir) as folder:
-            folder.replace(paths.owner_pid.name, me.to_text(), mode=0o600)
+    if me is None:
+        return None
+    with trusted_dir(paths.state_dir) as folder:
+        folder.replace(paths.owner_pid.name, me.to_text(), mode=0o600)
+        written = os.stat(paths.owner_pid.name, dir_fd=folder.fd, follow_symlinks=False)
+    return Claim(paths.owner_pid, written.st_dev, written.st_ino, written.st_ctime_ns)
 
 
 def release(paths: Paths) -> None:

@@ -284,3 +284,38 @@ def test_a_start_after_the_owner_died_takes_over_cleanly(test_user, port, state_
     login = password_login(ssh, port, test_user, connection.password or "")
     assert login.returncode == 0 and login.stdout.strip() == test_user, login.stderr
     assert password_login(ssh, port, test_user, str(first["password"])).returncode != 0
+
+
+def test_a_healthy_rerun_does_not_wait_for_the_folders_lock(test_user, port, state_dir: Path, ssh: SshClient):
+    """Running the cell again while everything runs takes no lock: a start or stop elsewhere that
+    holds the folder's lock does not make it wait (before, it waited up to 30 s, then failed)."""
+    first = start_ssh(tunnel="none", port=port, user=test_user, state_dir=state_dir, quiet=True)
+    held = os.open(state_dir / "state.lock", os.O_RDWR)
+    try:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)  # as another process's start would hold it
+
+        again = start_ssh(tunnel="none", port=port, user=test_user, state_dir=state_dir, quiet=True)
+    finally:
+        os.close(held)
+
+    assert again == first
+    login = password_login(ssh, port, test_user, again.password or "")
+    assert login.returncode == 0 and login.stdout.strip() == test_user, login.stderr
+
+
+def test_a_rerun_trusts_its_session_only_while_owner_pid_is_the_file_it_wrote(
+    test_user, port, state_dir: Path, ssh: SshClient
+):
+    """The lock-free re-run checks one thing on disk: owner.pid is still the file this session's
+    claim wrote. Gone (as stop_ssh() elsewhere leaves it), the re-run takes the locked path, which
+    finds the folder no longer recorded as ours and starts anew (claiming it again)."""
+    start_ssh(tunnel="none", port=port, user=test_user, state_dir=state_dir, quiet=True)
+    (old_listener,) = sshd_listeners(state_dir)
+    (state_dir / "owner.pid").unlink()  # what release() does; sshd still runs
+
+    again = start_ssh(tunnel="none", port=port, user=test_user, state_dir=state_dir, quiet=True)
+
+    assert json.loads((state_dir / "owner.pid").read_text())["pid"] == os.getpid()
+    assert sshd_listeners(state_dir) not in ([], [old_listener])
+    login = password_login(ssh, port, test_user, again.password or "")
+    assert login.returncode == 0 and login.stdout.strip() == test_user, login.stderr
