@@ -6,10 +6,11 @@ Root runs this file, so everything about it is treated as hostile until checked:
 - the cached file is read without following links and its SHA-256 compared with the pin before
   *every* run (about 0.1 s for 40 MB), not only after the download: a file changed since is
   fetched again, a folder or a non-executable file in its place is an error that says what to do;
-- the download is https:// on every hop (a redirect to http:// or ftp:// is refused, not
-  followed), bounded in size, and bounded by one deadline for the whole transfer, enforced by
-  shutting the socket down when it passes (a server sending a byte a second resets any per-read
-  time-out, and could otherwise hold us for days);
+- the download (``https_download.fetch``, which the laptop's cloudflared download shares) is
+  https:// on every hop (a redirect to http:// or ftp:// is refused, not followed), bounded in
+  size, and bounded by one deadline for the whole transfer, enforced by shutting the socket down
+  when it passes (a server sending a byte a second resets any per-read time-out, and could
+  otherwise hold us for days);
 - the bytes are kept in memory (the asset is about 40 MB) and written only once their digest is
   right, through ``TrustedDir.replace``: a new file with a random name, created with
   O_EXCL|O_NOFOLLOW, mode set on the open file, renamed over the old name. A download that ends
@@ -18,19 +19,12 @@ Root runs this file, so everything about it is treated as hostile until checked:
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import http.client
 import os
-import socket
 import stat
-import threading
-import urllib.error
-import urllib.request
-from typing import Any
-from urllib.parse import urlsplit
 
 from ..errors import CloudflaredDownloadError, CloudflaredIntegrityError, InvalidArgumentError
+from ..https_download import UrlRefusedError, check_url, fetch, reason_of, sha256_hex
 from ..safe_files import TrustedDir
 
 __all__ = [
@@ -47,120 +41,16 @@ __all__ = [
 DOWNLOAD_TIMEOUT = 30.0  # seconds without a byte before the download is given up
 DOWNLOAD_DEADLINE = 600.0  # seconds for the whole download, however the bytes trickle in
 MAX_DOWNLOAD_BYTES = 256 * 1024 * 1024  # the real asset is about 40 MB: more is not cloudflared
-_CHUNK = 256 * 1024
 # An executable to use instead of the download (tests' stand-in, or a cloudflared you installed).
 BINARY_ENV = "COLAB_SSH_CLOUDFLARED"
 
 
-class _Refused(OSError):
-    """A download step we refuse (a redirect off https, too many bytes, the deadline)."""
-
-
 def check_download_url(url: str, what: str = "download_url") -> None:
     """HTTPS only, except plain HTTP to this machine (what tests serve the file from)."""
-    parts = urlsplit(url)
-    loopback = parts.hostname in ("127.0.0.1", "localhost", "::1")
-    if parts.scheme != "https" and not (parts.scheme == "http" and loopback):
-        raise InvalidArgumentError(f"{what} must be an https:// URL, not {url!r} (the file runs as root).")
-
-
-class _Deadline:
-    """One deadline for a whole transfer: when it passes, every socket of the transfer is shut
-    down, which ends a read blocked in the kernel at once (a per-read time-out restarts with each
-    byte a trickling server sends)."""
-
-    def __init__(self, seconds: float) -> None:
-        self.seconds = seconds
-        self.expired = False
-        self._sockets: list[socket.socket] = []
-        self._lock = threading.Lock()
-        self._timer = threading.Timer(seconds, self._expire)
-        self._timer.daemon = True
-
-    def __enter__(self) -> _Deadline:
-        self._timer.start()
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        self._timer.cancel()
-
-    def watch(self, sock: socket.socket) -> None:
-        with self._lock:
-            self._sockets.append(sock)
-            expired = self.expired
-        if expired:
-            _shut(sock)
-
-    def _expire(self) -> None:
-        with self._lock:
-            self.expired = True
-            sockets = list(self._sockets)
-        for sock in sockets:
-            _shut(sock)
-
-
-def _shut(sock: socket.socket) -> None:
-    with contextlib.suppress(OSError):
-        sock.shutdown(socket.SHUT_RDWR)
-
-
-class _HttpsOnlyRedirects(urllib.request.HTTPRedirectHandler):
-    """Every hop obeys the rule the first URL does (urllib alone would follow a 302 to http or ftp)."""
-
-    def redirect_request(
-        self, req: urllib.request.Request, fp: Any, code: int, msg: str, headers: Any, newurl: str
-    ) -> urllib.request.Request | None:
-        try:
-            check_download_url(newurl)
-        except InvalidArgumentError:
-            raise _Refused(f"it redirected to {newurl!r}, which is not https://; refused") from None
-        return super().redirect_request(req, fp, code, msg, headers, newurl)
-
-
-def _opener(deadline: _Deadline) -> urllib.request.OpenerDirector:
-    """urllib, with each connection's socket handed to ``deadline`` as soon as it exists."""
-
-    class Https(http.client.HTTPSConnection):
-        def connect(self) -> None:
-            super().connect()
-            deadline.watch(self.sock)
-
-    class Http(http.client.HTTPConnection):
-        def connect(self) -> None:
-            super().connect()
-            deadline.watch(self.sock)
-
-    class HttpsHandler(urllib.request.HTTPSHandler):
-        def https_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
-            return self.do_open(Https, req, context=self._context)  # type: ignore[attr-defined]
-
-    class HttpHandler(urllib.request.HTTPHandler):
-        def http_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
-            return self.do_open(Http, req)
-
-    return urllib.request.build_opener(HttpsHandler(), HttpHandler(), _HttpsOnlyRedirects())
-
-
-def _fetch(url: str) -> bytes:
-    """The body at ``url``, within DOWNLOAD_DEADLINE overall and MAX_DOWNLOAD_BYTES."""
-    parts: list[bytes] = []
-    size = 0
-    with _Deadline(DOWNLOAD_DEADLINE) as deadline:
-        try:
-            with _opener(deadline).open(url, timeout=DOWNLOAD_TIMEOUT) as response:
-                while chunk := response.read1(_CHUNK):
-                    size += len(chunk)
-                    if size > MAX_DOWNLOAD_BYTES:
-                        raise _Refused(f"the file is larger than {MAX_DOWNLOAD_BYTES // (1024 * 1024)} MiB")
-                    parts.append(chunk)
-                    if deadline.expired:
-                        break
-        except (OSError, http.client.HTTPException, ValueError):
-            if not deadline.expired:
-                raise
-        if deadline.expired:  # the shut-down socket may read as an early end of the file
-            raise _Refused(f"the download did not finish within {DOWNLOAD_DEADLINE:g} s")
-    return b"".join(parts)
+    try:
+        check_url(url, what)
+    except UrlRefusedError as error:
+        raise InvalidArgumentError(f"{error} (the file runs as root).") from None
 
 
 def _download_error(url: str, reason: object) -> CloudflaredDownloadError:
@@ -175,13 +65,10 @@ def download_verified(url: str, sha256: str, cache: TrustedDir, name: str) -> No
     """Fetch ``url`` into ``cache/name`` (mode 0755) if and only if its SHA-256 is ``sha256``."""
     check_download_url(url)
     try:
-        data = _fetch(url)
+        data = fetch(url, deadline=DOWNLOAD_DEADLINE, max_bytes=MAX_DOWNLOAD_BYTES, timeout=DOWNLOAD_TIMEOUT)
     except (OSError, http.client.HTTPException, ValueError) as error:  # URLError is an OSError
-        reason: object = error
-        if isinstance(error, urllib.error.URLError) and not isinstance(error, urllib.error.HTTPError):
-            reason = error.reason  # "[Errno 111] Connection refused" rather than "<urlopen error ...>"
-        raise _download_error(url, reason) from None
-    actual = hashlib.sha256(data).hexdigest()
+        raise _download_error(url, reason_of(error)) from None
+    actual = sha256_hex(data)
     if actual != sha256.lower():
         raise CloudflaredIntegrityError(
             f"The file downloaded from {url} is not the cloudflared colab_ssh pins: its SHA-256 is"
@@ -208,7 +95,7 @@ def cached_is_verified(cache: TrustedDir, name: str, sha256: str) -> bool:
             f" (rm -r {where}) and colab_ssh downloads cloudflared again."
         )
     data = cache.read(name)  # no links followed; a file of another account is refused
-    if data is None or hashlib.sha256(data).hexdigest() != sha256.lower():
+    if data is None or sha256_hex(data) != sha256.lower():
         cache.remove(name)
         return False
     if st.st_mode & 0o100 == 0:

@@ -9,20 +9,14 @@ from __future__ import annotations
 import platform
 from collections.abc import Mapping
 
+from ..cloudflared_pins import RELEASES, SHA256, VERSION
 from .cloudflared_download import BINARY_ENV, CloudflaredDownloadError
 
 __all__ = ["RELEASES", "SHA256", "VERSION", "agent_environment", "asset_for_machine"]
 
-# The release we run, and the SHA-256 of its Linux assets as listed in the release notes of
-# https://github.com/cloudflare/cloudflared/releases/tag/2026.10.0. They were read from several
-# public projects that quote those notes (the page itself was out of reach when pinning); when
-# bumping VERSION, take the digests from the release page itself.
-VERSION = "2026.10.0"
-SHA256 = {
-    "cloudflared-linux-amd64": "d33ff2d14475178d2012c2c56beba87389ac5ded27649519f198a7d3134a99db",
-    "cloudflared-linux-arm64": "e6422b9d4f72d3194bc5a38676f13667c06666523217b842a877d72a80b5ac08",
-}
-RELEASES = "https://github.com/cloudflare/cloudflared/releases/download"
+# The release we run and its digests live in cloudflared_pins.py, which the laptop's download
+# (laptop/client_program.py) reads too.
+
 # platform.machine() spellings of the CPUs Cloudflare builds Linux binaries for.
 _ASSETS = {
     "x86_64": "cloudflared-linux-amd64",

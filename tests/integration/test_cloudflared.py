@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import http.server
 import json
 import os
 import platform
@@ -43,7 +42,7 @@ from colab_ssh.tunnels.cloudflared import (
 from colab_ssh.tunnels.registry import tunnel_names
 
 from ..support.host import SshClient, free_port, our_processes
-from ..support.stand_ins import TESTS, serve_paths
+from ..support.stand_ins import TESTS, http_server, serve_paths
 
 STAND_INS = TESTS / "stand_ins"
 STAND_IN = STAND_INS / "cloudflared"
@@ -867,29 +866,6 @@ def test_stop_ssh_in_a_new_kernel_stops_the_old_agent(state_dir, edge):
 
 
 # --- the download and the cache: root runs this file ------------------------------------------
-
-
-@contextlib.contextmanager
-def http_server(answer, host: str = "127.0.0.1") -> Iterator[tuple[str, list[str]]]:
-    """A real HTTP server; ``answer(handler)`` writes each response. Yields (base URL, paths asked)."""
-    asked: list[str] = []
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            asked.append(self.path)
-            answer(self)
-
-        def log_message(self, *_args: object) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer((host, 0), Handler)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://{host}:{server.server_address[1]}", asked
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def downloading_tunnel(state_dir: Path, url: str, monkeypatch) -> CloudflaredTunnel:

@@ -7,7 +7,7 @@ import contextlib
 import http.server
 import json
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -119,3 +119,29 @@ class _PublishedKeys(dict[str, str]):
     def update(self, *args: object, **kwargs: str) -> None:  # type: ignore[override]
         for user, keys in dict(*args, **kwargs).items():  # type: ignore[call-overload]
             self[user] = keys
+
+
+@contextlib.contextmanager
+def http_server(
+    answer: Callable[[http.server.BaseHTTPRequestHandler], None], host: str = "127.0.0.1"
+) -> Iterator[tuple[str, list[str]]]:
+    """A real HTTP server; ``answer(handler)`` writes each response to a GET (a redirect, a file
+    that trickles or ends early, ...). Yields (base URL, paths asked)."""
+    asked: list[str] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            asked.append(self.path)
+            answer(self)
+
+        def log_message(self, *_args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer((host, 0), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://{host}:{server.server_address[1]}", asked
+    finally:
+        server.shutdown()
+        server.server_close()

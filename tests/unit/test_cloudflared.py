@@ -35,10 +35,17 @@ def test_the_address_is_the_boxed_one_never_the_api_host():
 
 def test_pinned_digests_look_like_digests():
     assert re.fullmatch(r"20\d\d\.\d{1,2}\.\d+", cf.VERSION)
-    assert set(cf.SHA256) == {"cloudflared-linux-amd64", "cloudflared-linux-arm64"}
+    assert set(cf.SHA256) == {
+        "cloudflared-linux-amd64",
+        "cloudflared-linux-arm64",  # the runtime's; the laptop's (client_program.py):
+        "cloudflared-windows-amd64.exe",
+        "cloudflared-windows-386.exe",
+        "cloudflared-darwin-amd64.tgz",
+        "cloudflared-darwin-arm64.tgz",
+    }
     for digest in cf.SHA256.values():
         assert re.fullmatch(r"[0-9a-f]{64}", digest)
-    assert len(set(cf.SHA256.values())) == 2
+    assert len(set(cf.SHA256.values())) == len(cf.SHA256)
 
 
 @pytest.mark.parametrize(
