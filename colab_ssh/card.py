@@ -49,6 +49,9 @@ padding:1px 8px;min-width:58px}
 .colab-ssh-card details.cs-secret[open] summary{margin-bottom:3px}
 .colab-ssh-card details.cs-secret .cs-hide,.colab-ssh-card details.cs-secret[open] .cs-show{display:none}
 .colab-ssh-card details.cs-secret[open] .cs-hide{display:inline}
+.colab-ssh-card .cs-note{margin:6px 0 0;opacity:.85}
+.colab-ssh-card details.cs-manual{margin-top:10px}
+.colab-ssh-card details.cs-manual summary{cursor:pointer;user-select:none}
 .colab-ssh-card table{border-collapse:collapse;font-size:inherit;color:inherit}
 .colab-ssh-card td{padding:1px 12px 1px 0;vertical-align:top}
 .colab-ssh-card a{color:#1a73e8}
@@ -137,11 +140,34 @@ def _block(title_html: str, text: str, what: str) -> str:
     return f"<h4><span>{title_html}</span>{_copy_button(text, what)}</h4><pre>{_e(text)}</pre>"
 
 
+def _connect_row(connection: Connection) -> str:
+    command = connection.connect_command
+    if command is None:
+        return ""
+    return _row("on your laptop", _command(command, "cs-connect"), command, "the connect line")
+
+
+def _connect_note(connection: Connection) -> str:
+    if connection.connect_command is None:
+        return ""
+    return (
+        '<div class="cs-note">The line <i>on your laptop</i>, after <code>pip install colab-ssh-host</code>'
+        " there (or <code>pipx install</code>), writes <code>Host "
+        f"{_e(connection.config_alias)}</code> into <code>~/.ssh/config</code> and pins the host key:"
+        f" then <code>ssh {_e(connection.config_alias)}</code>. No password or token is in it.</div>"
+    )
+
+
 def _vscode_section(connection: Connection) -> str:
+    setup = (
+        "Run the line <i>on your laptop</i> above (or add the block below to <code>~/.ssh/config</code>)."
+        if connection.connect_command is not None
+        else "Add the block below to <code>~/.ssh/config</code>."
+    )
     return (
         "<h4><span>VS Code</span></h4><ol>"
         "<li>Install the <b>Remote - SSH</b> extension.</li>"
-        "<li>Add the block above to <code>~/.ssh/config</code>.</li>"
+        f"<li>{setup}</li>"
         "<li><i>Remote-SSH: Connect to Host&hellip;</i> &rarr; "
         f"<b>{_e(connection.config_alias)}</b>, or open "
         f'<a class="cs-vscode" href="{_e(vscode_url(connection))}" target="_blank" rel="noopener">'
@@ -149,25 +175,18 @@ def _vscode_section(connection: Connection) -> str:
     )
 
 
-def _host_keys_section(connection: Connection) -> str:
+def _fingerprints_section(connection: Connection) -> str:
     if not connection.host_keys:
         return ""
     rows = "".join(
         f"<tr><td>{_e(key.kind)}</td><td><code>{_e(key.fingerprint)}</code></td></tr>"
         for key in connection.host_keys
     )
-    section = (
+    return (
         "<h4><span>Host-key fingerprints "
         '<span class="cs-muted">(compare with what ssh shows on first connect)</span></span></h4>'
         f'<table class="cs-keys">{rows}</table>'
     )
-    if connection.known_hosts:
-        section += _block(
-            '<code>~/.ssh/known_hosts</code> <span class="cs-muted">lines: trust it before connecting</span>',
-            connection.known_hosts,
-            "the known_hosts lines",
-        )
-    return section
 
 
 def _hints_section(connection: Connection) -> str:
@@ -177,8 +196,34 @@ def _hints_section(connection: Connection) -> str:
     return f"<h4><span>Your computer needs</span></h4><ul>{items}</ul>"
 
 
+def _manual_section(connection: Connection) -> str:
+    """What ``colab-ssh connect`` writes, to do by hand: folded away when there is a connect line."""
+    section = _hints_section(connection) + _block(
+        "<code>~/.ssh/config</code> "
+        f'<span class="cs-muted">then <code>ssh {_e(connection.config_alias)}</code></span>',
+        connection.ssh_config,
+        "the ~/.ssh/config block",
+    )
+    if connection.known_hosts:
+        section += _block(
+            '<code>~/.ssh/known_hosts</code> <span class="cs-muted">lines: trust it before connecting</span>',
+            connection.known_hosts,
+            "the known_hosts lines",
+        )
+    if connection.connect_command is None:
+        return section
+    return (
+        '<details class="cs-manual"><summary>By hand instead: the <code>~/.ssh/config</code> block'
+        f"{' and <code>known_hosts</code> lines' if connection.known_hosts else ''}</summary>"
+        f"{section}</details>"
+    )
+
+
 def render_html(connection: Connection) -> str:
-    """The card: pure, so the exact markup is testable (and Connection._repr_html_ can return it)."""
+    """The card: pure, so the exact markup is testable (and Connection._repr_html_ can return it).
+
+    The connect line comes first; the config block and known_hosts lines it writes follow, folded,
+    for doing it by hand."""
     head = (
         '<div class="cs-head"><span class="cs-title"><span class="cs-dot">&#9679;</span>'
         " SSH server is up</span>"
@@ -187,6 +232,7 @@ def render_html(connection: Connection) -> str:
     )
     grid = (
         '<div class="cs-grid">'
+        + _connect_row(connection)
         + _row("ssh", _command(connection.ssh_command, "cs-ssh"), connection.ssh_command, "the ssh command")
         + _password_row(connection)
         + _row(
@@ -197,11 +243,12 @@ def render_html(connection: Connection) -> str:
         )
         + "</div>"
     )
-    config = _block(
-        "<code>~/.ssh/config</code> "
-        f'<span class="cs-muted">then <code>ssh {_e(connection.config_alias)}</code></span>',
-        connection.ssh_config,
-        "the ~/.ssh/config block",
+    body = (
+        head
+        + grid
+        + _connect_note(connection)
+        + _vscode_section(connection)
+        + _manual_section(connection)
+        + _fingerprints_section(connection)
     )
-    body = head + grid + _hints_section(connection) + config + _vscode_section(connection)
-    return f'<div class="colab-ssh-card">{_STYLE}{body}{_host_keys_section(connection)}{_SCRIPT}</div>'
+    return f'<div class="colab-ssh-card">{_STYLE}{body}{_SCRIPT}</div>'

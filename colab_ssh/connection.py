@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import shlex
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from .card import render_html
+
+if TYPE_CHECKING:  # connect_code loads (hashlib, json) only when a code is made, off import's path
+    from .connect_code import ConnectDetails
 
 __all__ = ["Connection", "HostKey", "render_details"]
 
 SSH_CONFIG_ALIAS = "colab"
+# What the laptop runs: the laptop half of this distribution (colab_ssh.laptop).
+CONNECT_PROGRAM = "colab-ssh connect"
 DRIVE_PATH = "/content/drive/MyDrive"
 
 # Client-side keep-alive: notice a dead tunnel within a minute instead of hanging.
@@ -94,6 +100,43 @@ class Connection:
         cleaned = "".join(ch for ch in digest if ch.isalnum())[:10].lower()
         return f"colab-ssh-{cleaned}"
 
+    @property
+    def connect_details(self) -> ConnectDetails:
+        """What a connection code carries: where to connect and which host keys to pin, no secret."""
+        from .connect_code import ConnectDetails
+
+        return ConnectDetails(
+            host=self.host,
+            port=self.port,
+            user=self.user,
+            tunnel=self.tunnel,
+            host_key_alias=self.host_key_alias,
+            host_keys=tuple(key.public_key for key in self.host_keys if key.public_key),
+            client_command=self.proxy_command,
+        )
+
+    @property
+    def connect_code(self) -> str | None:
+        """The one-line code ``colab-ssh connect`` takes on the laptop (never the password).
+
+        None when a code cannot carry this connection: no public host key to pin, or a value the
+        laptop would refuse to write into an ssh config (a tunnel of your own whose name is not
+        one word, or whose client command is not one colab-ssh runs). The config block below
+        still works then, by hand.
+        """
+        from .connect_code import ConnectCodeError, encode
+
+        try:
+            return encode(self.connect_details)
+        except ConnectCodeError:
+            return None
+
+    @property
+    def connect_command(self) -> str | None:
+        """``colab-ssh connect <code>``: the line to run on the laptop (None without a code)."""
+        code = self.connect_code
+        return None if code is None else f"{CONNECT_PROGRAM} {code}"
+
     def _port_arguments(self, flag: str) -> list[str]:
         return [] if self.port == 22 else [flag, str(self.port)]
 
@@ -161,8 +204,21 @@ class Connection:
 
 
 def render_details(connection: Connection) -> str:
-    """The plain-text block start_ssh() prints."""
-    lines = ["SSH server is up.", "", f"  ssh:      {connection.ssh_command}"]
+    """The plain-text block start_ssh() prints: the connect line first, then the commands, then
+    what that line writes, for doing it by hand."""
+    lines = ["SSH server is up.", ""]
+    if connection.connect_command is not None:
+        lines += [
+            "On your laptop (after `pip install colab-ssh-host` there), run:",
+            "",
+            f"  {connection.connect_command}",
+            "",
+            f"It writes Host {SSH_CONFIG_ALIAS} into ~/.ssh/config and pins the host key: then"
+            f" `ssh {SSH_CONFIG_ALIAS}`, or pick '{SSH_CONFIG_ALIAS}' in VS Code's Remote-SSH:"
+            " Connect to Host...",
+            "",
+        ]
+    lines.append(f"  ssh:      {connection.ssh_command}")
     if connection.key_login:
         lines.append("  login:    with your SSH key (password login is off)")
     else:
@@ -174,11 +230,15 @@ def render_details(connection: Connection) -> str:
         "Host-key fingerprints (compare with what ssh shows on first connect):",
         *(f"  {key.kind:<20} {key.fingerprint}" for key in connection.host_keys),
         "",
-        f"~/.ssh/config block (then `ssh {SSH_CONFIG_ALIAS}`, or pick '{SSH_CONFIG_ALIAS}' in VS Code's"
-        " Remote-SSH: Connect to Host...):",
-        "",
-        *(f"  {line}" for line in connection.ssh_config.splitlines()),
     ]
+    if connection.connect_command is not None:
+        lines.append("By hand instead, the ~/.ssh/config block:")
+    else:
+        lines.append(
+            f"~/.ssh/config block (then `ssh {SSH_CONFIG_ALIAS}`, or pick '{SSH_CONFIG_ALIAS}' in VS Code's"
+            " Remote-SSH: Connect to Host...):"
+        )
+    lines += ["", *(f"  {line}" for line in connection.ssh_config.splitlines())]
     if connection.known_hosts:
         lines += [
             "",

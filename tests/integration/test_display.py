@@ -100,13 +100,9 @@ def open_card(browser, pages, connection: Connection, name: str, *, javascript: 
 def test_in_chromium_commands_show_and_copy_and_the_password_waits_for_a_click(browser, pages, tmp_path):
     context, page = open_card(browser, pages, PLAIN, "plain")
     try:
+        assert page.inner_text(".cs-connect") == PLAIN.connect_command
         assert page.inner_text(".cs-ssh") == PLAIN.ssh_command
         assert page.inner_text(".cs-sshfs") == PLAIN.sshfs_command
-        blocks = page.locator("pre")
-        assert [blocks.nth(i).inner_text() for i in range(blocks.count())] == [
-            PLAIN.ssh_config,
-            PLAIN.known_hosts,
-        ]
         text = page.inner_text(".colab-ssh-card")
         assert PLAIN.ssh_command in text and "0.tcp.ngrok.io:12345" in text
         for key in PLAIN.host_keys:
@@ -115,14 +111,25 @@ def test_in_chromium_commands_show_and_copy_and_the_password_waits_for_a_click(b
         password = page.locator(".cs-password")
         assert not password.is_visible()
         assert PLAIN.password not in text
-        page.click("summary")
+        page.click("details.cs-secret summary")
         assert password.is_visible() and password.inner_text() == PLAIN.password
-        assert "Hide password" in page.inner_text("summary")
+        assert "Hide password" in page.inner_text("details.cs-secret summary")
 
+        # The connect line, the commands and the password show; what connect writes is folded.
         buttons = page.locator("button.cs-copy")
-        assert buttons.count() == len(commands(PLAIN))
+        copies = commands(PLAIN)
+        assert buttons.count() == len(copies) and copies[-2:] == [PLAIN.ssh_config, PLAIN.known_hosts]
+        assert [buttons.nth(i).is_visible() for i in range(buttons.count())] == [True] * 4 + [False] * 2
+        assert not page.locator("pre").first.is_visible()
+        page.click("details.cs-manual summary")
+        blocks = page.locator("pre")
+        assert [blocks.nth(i).inner_text() for i in range(blocks.count())] == [
+            PLAIN.ssh_config,
+            PLAIN.known_hosts,
+        ]
         assert all(buttons.nth(i).is_visible() for i in range(buttons.count()))
-        for index, expected in [(0, PLAIN.ssh_command), (3, PLAIN.ssh_config)]:
+
+        for index, expected in [(0, PLAIN.connect_command), (1, PLAIN.ssh_command), (4, PLAIN.ssh_config)]:
             buttons.nth(index).click()
             page.wait_for_function(
                 "i => document.querySelectorAll('button.cs-copy')[i].textContent === 'Copied'", arg=index
@@ -144,7 +151,7 @@ def test_in_chromium_hostile_strings_stay_text(browser, pages):
         assert page.inner_text(".cs-address") == f"{HOSTILE.host}:{HOSTILE.port}"
         assert page.inner_text(".cs-ssh") == HOSTILE.ssh_command
         assert page.inner_text(".cs-sshfs") == HOSTILE.sshfs_command
-        page.click("summary")
+        page.click("details.cs-secret summary")
         assert page.inner_text(".cs-password") == HOSTILE.password
         page.locator("button.cs-copy").nth(1).click()
         page.wait_for_function("document.querySelectorAll('button.cs-copy')[1].textContent === 'Copied'")
@@ -160,7 +167,10 @@ def test_without_javascript_the_password_stays_folded_and_copy_buttons_hide(brow
         assert page.inner_text(".cs-ssh") == PLAIN.ssh_command
         assert not page.locator(".cs-password").is_visible()
         assert not page.locator("button.cs-copy").first.is_visible()
-        page.click("summary")
+        page.click("details.cs-secret summary")
         assert page.locator(".cs-password").is_visible()
+        assert not page.locator("pre").first.is_visible()
+        page.click("details.cs-manual summary")  # folding needs no script
+        assert page.locator("pre").first.inner_text() == PLAIN.ssh_config
     finally:
         context.close()

@@ -1,4 +1,5 @@
-"""Connections to render: a plain one, and one whose every field tries to inject markup or script."""
+"""Connections to render: a plain one (a well-formed host key, so it has a connection code), and one
+whose every field tries to inject markup or script (a code cannot carry it: no connect line)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,11 @@ PLAIN = Connection(
     local_port=22,
     tunnel="ngrok",
     host_keys=(
-        HostKey("ssh-ed25519", "SHA256:abcDEFghiJKLmnoPQRstuVWXyz0123456789ABCDEFG", "ssh-ed25519 AAAAC3Nza"),
+        HostKey(
+            "ssh-ed25519",
+            "SHA256:SZvynbzZGEePifPGzBiFSA3thA+8INMw7/sSrpx0dms",
+            "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOroWYl4ZzlVDDGJcL0Ho+zksGcfKkXs7cOwPB8Z+uHi",
+        ),
         HostKey("ssh-rsa", "SHA256:zyxWVUtsrQPOnmlKJIhgfEDCba9876543210zyxwvut", ""),
     ),
     sshfs_path="/content",
@@ -34,8 +39,10 @@ HOSTILE = Connection(
 
 
 def commands(connection: Connection) -> list[str]:
-    """What gets a copy button: each command, the password, the config block, the known_hosts lines."""
-    found = [connection.ssh_command]
+    """What gets a copy button, in order: the connect line (when there is a code), each command, the
+    password, the config block, the known_hosts lines."""
+    found = [] if connection.connect_command is None else [connection.connect_command]
+    found.append(connection.ssh_command)
     if connection.password is not None:
         found.append(connection.password)
     found += [connection.sshfs_command, connection.ssh_config]

@@ -13,7 +13,8 @@ from colab_ssh import card as card_module
 from colab_ssh import display as display_module
 from colab_ssh import platform as platform_module
 from colab_ssh import progress as progress_module
-from colab_ssh.connection import Connection, render_details
+from colab_ssh.connect_code import decode
+from colab_ssh.connection import Connection, HostKey, render_details
 from colab_ssh.display import (
     connection_display_suppressed,
     render_html,
@@ -76,6 +77,87 @@ def test_the_card_is_one_self_contained_div_with_each_command():
     assert markup.named("link") == [] and all("src" not in attrs for _tag, attrs in markup.tags)
     for key in PLAIN.host_keys:
         assert f"<td>{key.kind}</td><td><code>{key.fingerprint}</code></td>" in card
+
+
+def test_the_connect_line_comes_first_and_copies_exactly():
+    card = render_html(PLAIN)
+    markup = _Markup(card)
+    command = PLAIN.connect_command or ""
+
+    assert command == f"colab-ssh connect {PLAIN.connect_code}"
+    assert markup.copies()[0] == command
+    assert '<div class="cs-label">on your laptop</div>' in card
+    assert card.index('class="cs-connect"') < card.index('class="cs-ssh"')
+    assert f'<code class="cs-connect">{command}</code>' in card
+
+
+def test_the_code_carries_the_connection_and_never_the_password():
+    code = PLAIN.connect_code or ""
+    details = decode(code)
+
+    assert details == PLAIN.connect_details
+    assert (details.host, details.port) == ("0.tcp.ngrok.io", 12345)
+    assert (details.user, details.tunnel) == ("root", "ngrok")
+    assert details.host_key_alias == PLAIN.host_key_alias
+    assert details.host_keys == (PLAIN.host_keys[0].public_key,)  # the RSA one has no public key here
+    assert (PLAIN.password or "") not in code and len(code) < 400
+
+
+def test_the_manual_setup_is_folded_below_the_connect_line():
+    card = render_html(PLAIN)
+    manual = card[card.index('<details class="cs-manual">') :]
+
+    assert f"<pre>{html.escape(PLAIN.ssh_config)}</pre>" in manual
+    assert f"<pre>{html.escape(PLAIN.known_hosts)}</pre>" in manual
+    assert "Run the line <i>on your laptop</i> above" in card
+    assert card.index('<details class="cs-manual">') > card.index('class="cs-connect"')
+
+
+def test_a_connection_a_code_cannot_carry_shows_the_manual_setup_open():
+    """A tunnel of the caller's own with a client command colab-ssh does not run: no code, and the
+    config block is there unfolded, as before connection codes."""
+    own = Connection(
+        "relay.example", 2200, "root", None, 22, "mine", host_keys=PLAIN.host_keys, proxy_command="nc %h %p"
+    )
+    card = render_html(own)
+
+    assert own.connect_code is None and own.connect_command is None
+    assert 'class="cs-connect"' not in card and '<details class="cs-manual">' not in card
+    assert "colab-ssh connect" not in card
+    assert f"<pre>{html.escape(own.ssh_config)}</pre>" in card
+    assert "Add the block below to <code>~/.ssh/config</code>." in card
+    assert _Markup(card).copies() == commands(own)
+    assert "colab-ssh connect" not in render_details(own)
+
+
+def test_the_text_starts_with_the_connect_line():
+    text = render_details(PLAIN)
+    lines = text.splitlines()
+
+    assert lines[:5] == [
+        "SSH server is up.",
+        "",
+        "On your laptop (after `pip install colab-ssh-host` there), run:",
+        "",
+        f"  {PLAIN.connect_command}",
+    ]
+    assert text.index(PLAIN.connect_command or "") < text.index(PLAIN.ssh_command)
+    assert "By hand instead, the ~/.ssh/config block:" in text
+    assert text.count("colab-ssh connect") == 1
+
+
+def test_the_code_follows_the_host_keys_and_the_address():
+    moved = Connection("5.tcp.eu.ngrok.io", 23456, "root", "pw", 22, "ngrok", host_keys=PLAIN.host_keys[:1])
+    rekeyed_blob = "AAAAC3NzaC1lZDI1NTE5AAAAIAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
+    rekeyed = Connection(
+        "0.tcp.ngrok.io", 12345, "root", "pw", 22, "ngrok",
+        host_keys=(HostKey("ssh-ed25519", "SHA256:other", f"ssh-ed25519 {rekeyed_blob}"),),
+    )  # fmt: skip
+
+    assert decode(moved.connect_code or "").port == 23456
+    assert decode(moved.connect_code or "").host_key_alias == PLAIN.host_key_alias
+    assert decode(rekeyed.connect_code or "").host_keys == (f"ssh-ed25519 {rekeyed_blob}",)
+    assert decode(rekeyed.connect_code or "").host_key_alias != PLAIN.host_key_alias
 
 
 def test_the_password_is_folded_in_a_details_element():
