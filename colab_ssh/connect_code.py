@@ -235,13 +235,15 @@ def _unpack(raw: bytes) -> list[object]:
     if len(raw) < _HEADER.size:
         raise ConnectCodeError(f"the code is cut short: {_FIX_PASTE}")
     (length,) = _HEADER.unpack(raw[: _HEADER.size])
+    if length < _HEADER.size + _CHECKSUM_BYTES + len("[]"):  # no code is this short: a changed length
+        raise ConnectCodeError(f"the code was altered (its length does not match): {_FIX_PASTE}")
     if len(raw) < length:
         raise ConnectCodeError(f"the code is cut short: {_FIX_PASTE}")
     if len(raw) > length:
         raise ConnectCodeError(f"the code has extra characters at its end: {_FIX_PASTE}")
     body = raw[_HEADER.size :]
     checksum, payload = body[:_CHECKSUM_BYTES], body[_CHECKSUM_BYTES:]
-    if length < _HEADER.size + _CHECKSUM_BYTES or _checksum(payload) != checksum:
+    if _checksum(payload) != checksum:
         raise ConnectCodeError(f"the code was altered (its checksum does not match): {_FIX_PASTE}")
     try:
         values = json.loads(payload.decode("ascii"))

@@ -32,6 +32,7 @@ from .core import ssh_status, start_ssh, stop_ssh
 from .display import connection_display_suppressed
 from .errors import ColabSSHError
 from .events import EventKind, SessionEvent, subscribed
+from .exit_status import PROGRAM
 from .options import OPTIONS, StartOptions
 from .ownership import open_lock_file
 from .secret_text import conceal
@@ -40,7 +41,6 @@ from .system import remove_file
 
 __all__ = ["HEALTH_INTERVAL", "MONITOR_INTERVAL", "PROGRAM", "serve", "supervise"]
 
-PROGRAM = "colab-ssh"  # the command, as messages name it
 HEALTH_INTERVAL = 30.0  # how often the state in connection.json is refreshed
 # start_ssh()'s default monitor interval, from the one place options are declared.
 MONITOR_INTERVAL: float = next(option.default for option in OPTIONS if option.name == "monitor_interval")

@@ -133,6 +133,11 @@ def test_a_changed_value_with_the_old_checksum_is_refused_as_altered():
         decode(forged)
 
 
+def test_a_length_no_code_has_is_refused_as_altered():
+    with pytest.raises(ConnectCodeError, match=r"^the code was altered \(its length does not match\)"):
+        decode("cs1-AAAA")
+
+
 def test_extra_characters_after_a_code_are_refused():
     code = encode(DETAILS)
     with pytest.raises(ConnectCodeError, match="extra characters at its end"):

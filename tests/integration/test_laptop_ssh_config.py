@@ -1,0 +1,96 @@
+"""The managed block as the real OpenSSH client reads it (``ssh -G``: the configuration it would use,
+without connecting): every platform's form parses, our values win over the user's ``Host *``, and
+every other host's configuration is what it was before the block went in. Logging in through the
+block is engineer C's end-to-end test (tests/integration/test_laptop_connect*.py)."""
+
+from __future__ import annotations
+
+import dataclasses
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from colab_ssh.laptop.ssh_config import Block, render_block, upsert_block
+
+from ..support.laptop_configs import ACCEPTED, DETAILS
+
+
+def ssh_g(config: Path, host: str) -> dict[str, list[str]]:
+    """``ssh -G -F config host``: each option with its values, as the client resolved them."""
+    result = subprocess.run(
+        ["ssh", "-G", "-F", str(config), host], capture_output=True, text=True, check=False, timeout=30
+    )
+    assert result.returncode == 0, result.stderr
+    options: dict[str, list[str]] = {}
+    for line in result.stdout.splitlines():
+        key, _, value = line.partition(" ")
+        options.setdefault(key, []).append(value)
+    return options
+
+
+CLOUDFLARED = dataclasses.replace(
+    DETAILS,
+    host="humble-yellow-bright-garden.trycloudflare.com",
+    port=22,
+    tunnel="cloudflared",
+    client_command="cloudflared access ssh --hostname %h",
+)
+WINDOWS_CLOUDFLARED = "C:\\Users\\Jane Doe\\AppData\\Local\\colab-ssh\\bin\\cloudflared.exe"
+FORMS = {
+    "linux": Block("colab", DETAILS, "linux", forwards=(6006,)),
+    "darwin": Block(
+        "gpu",
+        DETAILS,
+        "darwin",
+        proxy=(
+            "/Users/Jane Doe/venv/bin/python",
+            *["-m", "colab_ssh", "proxy", "gpu", "--alias", "a", "%h", "%p"],
+        ),
+    ),
+    "windows": Block(
+        "colab",
+        CLOUDFLARED,
+        "windows",
+        proxy=(WINDOWS_CLOUDFLARED, *["access", "ssh", "--hostname", "%h"]),
+    ),
+}
+
+
+@pytest.mark.parametrize("form", FORMS.values(), ids=FORMS.keys())
+def test_each_platforms_block_parses_with_openssh(tmp_path, form):
+    config = tmp_path / "config"
+    config.write_bytes(render_block(form, "\r\n" if form.platform == "windows" else "\n").encode())
+    options = ssh_g(config, form.name)
+    assert options["hostname"] == [form.details.host]
+    assert options["port"] == [str(form.details.port)]
+    assert options["user"] == ["root"]
+    assert options["hostkeyalias"] == ["colab-ssh-abcdef0123"]
+    assert options["stricthostkeychecking"] == ["true"]
+    assert options["serveraliveinterval"] == ["15"]
+    if form.platform == "windows":
+        assert options["controlmaster"] == ["false"]
+        assert options["proxycommand"] == [f'"{WINDOWS_CLOUDFLARED}" access ssh --hostname %h']
+    else:
+        assert options["controlmaster"] == ["auto"]
+        assert options["controlpersist"] == ["600"]
+    if form.platform == "darwin":
+        assert options["proxycommand"] == [
+            "'/Users/Jane Doe/venv/bin/python' -m colab_ssh proxy gpu --alias a %h %p"
+        ]
+    if form.platform == "linux":
+        assert options["localforward"] == ["6006 [localhost]:6006"]
+
+
+@pytest.mark.parametrize("old", ACCEPTED.values(), ids=ACCEPTED.keys())
+def test_our_block_wins_for_colab_and_changes_no_other_host(tmp_path, old):
+    before, after = tmp_path / "before", tmp_path / "after"
+    before.write_bytes((old or "").encode("utf-8", "surrogateescape"))
+    after.write_bytes(upsert_block(old or "", FORMS["linux"]).encode("utf-8", "surrogateescape"))
+    colab = ssh_g(after, "colab")
+    assert colab["hostname"] == ["0.tcp.eu.ngrok.io"]
+    assert colab["user"] == ["root"]  # over a `Host *` that says User nobody
+    assert colab["stricthostkeychecking"] == ["true"]  # over a `Host *` that says no
+    assert colab["controlmaster"] == ["auto"]
+    for host in ("a", "github.com", "other.example", "naïve"):
+        assert ssh_g(after, host) == ssh_g(before, host), host
