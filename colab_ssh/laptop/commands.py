@@ -13,7 +13,6 @@ Exit codes: 0 done; 1 bad input or a file problem (one line on stderr, the files
 from __future__ import annotations
 
 import argparse
-import importlib
 import os
 import subprocess
 import sys
@@ -149,12 +148,13 @@ def run_on(arguments: argparse.Namespace, laptop: Laptop) -> int:
 # --- connect -------------------------------------------------------------------------------------
 
 
-def _client_program(program: str, assume_yes: bool) -> str:
+def _client_program(program: str, assume_yes: bool, laptop: Laptop) -> str:
     """The path of the tunnel's client program: on PATH, in the per-user cache, or downloaded."""
-    # Imported here: only a tunnel with a client program needs it (and its download code).
-    client_program = importlib.import_module("colab_ssh.laptop.client_program")
+    from . import client_program  # only a tunnel with a client program needs it (and its download code)
+
+    ask = client_program.terminal_ask(assume_yes, stderr=laptop.err)
     try:
-        return str(client_program.resolve(program, ask=client_program.terminal_ask(assume_yes)))
+        return client_program.resolve(program, ask=ask, environ=laptop.environ, home=laptop.home)
     except client_program.ClientProgramError as error:
         raise CommandError(str(error)) from None
 
@@ -192,7 +192,7 @@ def connect(arguments: argparse.Namespace, laptop: Laptop) -> int:
     details = decode(arguments.code)
     client = None
     if details.client_command is not None:
-        client = _client_program(details.client_command.split(" ")[0], arguments.yes)
+        client = _client_program(details.client_command.split(" ")[0], arguments.yes, laptop)
     block = Block(
         name=arguments.name,
         details=details,

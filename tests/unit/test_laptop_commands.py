@@ -34,14 +34,11 @@ def parse(*argv: str) -> argparse.Namespace:
 def laptop(tmp_path: Path) -> Laptop:
     home = tmp_path / "home"
     home.mkdir()
-    return Laptop(
-        home=home,
-        platform="linux",
-        python="/opt/venv/bin/python",
-        environ={},
-        out=io.StringIO(),
-        err=io.StringIO(),
-    )
+    return laptop_of(home)
+
+
+def laptop_of(home: Path) -> Laptop:
+    return Laptop(home, "linux", "/opt/venv/bin/python", {}, io.StringIO(), io.StringIO())
 
 
 def run(laptop: Laptop, *argv: str) -> int:
@@ -154,6 +151,60 @@ def test_on_windows_the_block_has_no_connection_sharing(laptop):
     config = (laptop.home / ".ssh" / "config").read_text()
     assert 'ProxyCommand "C:\\Program Files\\Python312\\python.exe" -m colab_ssh proxy colab' in config
     assert "Control" not in config
+
+
+CLOUDFLARED = encode(
+    dataclasses.replace(
+        DETAILS,
+        host="humble-yellow-bright-garden.trycloudflare.com",
+        port=22,
+        tunnel="cloudflared",
+        client_command="cloudflared access ssh --hostname %h",
+    )
+)
+
+
+def with_cloudflared_on_path(laptop: Laptop, tmp_path: Path) -> tuple[Laptop, Path]:
+    """A laptop whose PATH holds an executable named cloudflared (never run here: its path is written)."""
+    folder = tmp_path / "bin dir"
+    folder.mkdir()
+    program = folder / "cloudflared"
+    program.write_text("#!/bin/sh\nexit 1\n")
+    program.chmod(0o755)
+    return dataclasses.replace(laptop, environ={"PATH": str(folder)}), program
+
+
+def test_a_cloudflared_code_writes_the_found_program_into_proxycommand(laptop, tmp_path):
+    with_program, program = with_cloudflared_on_path(laptop, tmp_path)
+    assert run(with_program, "connect", CLOUDFLARED) == 0
+    config = (laptop.home / ".ssh" / "config").read_text()
+    assert f"    ProxyCommand '{program}' access ssh --hostname %h\n" in config
+    assert "    HostName humble-yellow-bright-garden.trycloudflare.com\n" in config
+
+
+def test_a_cloudflared_code_with_a_lookup_passes_the_program_to_the_proxy(laptop, tmp_path):
+    with_program, program = with_cloudflared_on_path(laptop, tmp_path)
+    drive = tmp_path / "drive"
+    drive.mkdir()
+    assert run(with_program, "connect", CLOUDFLARED, "--from", str(drive)) == 0
+    config = (laptop.home / ".ssh" / "config").read_text()
+    assert (
+        f"    ProxyCommand /opt/venv/bin/python -m colab_ssh proxy colab --alias colab-ssh-abcdef0123"
+        f" --from {drive} --client '{program}' %h %p\n"
+    ) in config
+
+
+def test_without_cloudflared_and_no_terminal_to_ask_nothing_is_written(laptop, tmp_path):
+    """No cloudflared on PATH, none cached, and stdin is not a terminal: refused with the fix (--yes)."""
+    ssh = existing_files(laptop)
+    before = snapshot(ssh)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    bare = dataclasses.replace(laptop, environ={"PATH": str(empty), "XDG_CACHE_HOME": str(empty)})
+    assert run(bare, "connect", CLOUDFLARED) == 1
+    error = laptop.err.getvalue()
+    assert error.startswith("colab-ssh: error: cloudflared is not on PATH") and error.count("\n") == 1
+    assert snapshot(ssh) == before
 
 
 # --- bad input: one line, exit 1, nothing touched --------------------------------------------------
@@ -303,8 +354,9 @@ LAPTOP_SIDE = {
     "colab_ssh.exit_status",
     "colab_ssh.connect_code",
 }
-# connection.py (and the card it renders) is pure and shared: the block reuses its client options.
-SHARED = {"colab_ssh.connection", "colab_ssh.card"}
+# Pure modules both sides use: connection.py (and the card it renders) for the ssh client options,
+# the https download and cloudflared's pinned release for the laptop's cloudflared.
+SHARED = {"colab_ssh.connection", "colab_ssh.card", "colab_ssh.https_download", "colab_ssh.cloudflared_pins"}
 
 
 @pytest.fixture
@@ -340,6 +392,10 @@ def test_the_laptop_commands_run_without_the_runtime(without_runtime, tmp_path, 
     assert "Host colab" in (tmp_path / ".ssh" / "config").read_text()
     assert main(["disconnect"]) == 0
     assert "Host colab" not in (tmp_path / ".ssh" / "config").read_text()
+    _, program = with_cloudflared_on_path(laptop_of(tmp_path), tmp_path)
+    monkeypatch.setenv("PATH", str(program.parent))
+    assert main(["connect", CLOUDFLARED]) == 0  # the client program's module loads too
+    assert f"ProxyCommand '{program}' access" in (tmp_path / ".ssh" / "config").read_text()
     assert main(["connect", CODE[:40]]) == 1
     assert (
         capsys.readouterr().err
