@@ -229,6 +229,12 @@ def _report_connect(block: Block, laptop: Laptop, *, backup: bool) -> None:
             f"`ssh {name}` looks up the runtime's current address each time it connects: no new paste"
             " while the runtime keeps its host keys (host_keys_dir=)."
         )
+        if "--ngrok-api" in block.proxy and not laptop.environ.get(NGROK_API_KEY):
+            lines.append(
+                f"Set {NGROK_API_KEY} (an API key from https://dashboard.ngrok.com/api-keys) where ssh"
+                " and VS Code run: the lookup reads it when ssh connects. Without it, ssh uses the"
+                " address above."
+            )
     else:
         lines.append(
             f"The address is {details.host}:{details.port}; a new runtime: run its connect line again."

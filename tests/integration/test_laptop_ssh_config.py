@@ -6,13 +6,20 @@ block is engineer C's end-to-end test (tests/integration/test_laptop_connect*.py
 from __future__ import annotations
 
 import dataclasses
+import os
+import pwd
+import shlex
+import stat
 import subprocess
 from pathlib import Path
 
 import pytest
 
+import colab_ssh
+from colab_ssh.connect_code import encode
 from colab_ssh.laptop.ssh_config import Block, render_block, upsert_block
 
+from ..support.host import home_of
 from ..support.laptop_configs import ACCEPTED, DETAILS
 
 
@@ -94,3 +101,47 @@ def test_our_block_wins_for_colab_and_changes_no_other_host(tmp_path, old):
     assert colab["controlmaster"] == ["auto"]
     for host in ("a", "github.com", "other.example", "naïve"):
         assert ssh_g(after, host) == ssh_g(before, host), host
+
+
+REPOSITORY = Path(colab_ssh.__file__).parent.parent
+
+
+def colab_ssh_as(user: str, *argv: str) -> subprocess.CompletedProcess[str]:
+    """``colab-ssh ARGV`` run by ``user`` in a login shell of its own (its passwd home, its umask),
+    with the system's python3 and this checkout on PYTHONPATH: no dependency installed, as on a
+    laptop where only the laptop commands run."""
+    command = ["env", f"PYTHONPATH={REPOSITORY}", "/usr/bin/python3", "-m", "colab_ssh", *argv]
+    return subprocess.run(
+        ["su", "-", user, "-c", shlex.join(command)], capture_output=True, text=True, timeout=60, check=False
+    )
+
+
+def test_connect_as_a_real_account_and_an_unwritable_ssh_folder(test_user):
+    """What tests/unit cannot do as root: a folder its owner cannot write is one line, exit 1, and
+    nothing in it changes; once writable, the files are the account's, a new one mode 0600, the
+    config with the mode it had."""
+    home = home_of(test_user)
+    ssh = home / ".ssh"
+    ssh.mkdir()
+    (ssh / "config").write_text("Host a\n  Port 2\n")
+    account = pwd.getpwnam(test_user)
+    for path in (ssh, ssh / "config"):
+        os.chown(path, account.pw_uid, account.pw_gid)
+    ssh.chmod(0o500)
+    code = encode(DETAILS)
+    refused = colab_ssh_as(test_user, "connect", code)
+    assert refused.returncode == 1
+    assert refused.stderr == (
+        f"colab-ssh: error: cannot write {ssh / 'known_hosts'}: permission denied; check who owns"
+        f" {ssh} and its mode\n"
+    )
+    assert sorted(path.name for path in ssh.iterdir()) == ["config"]
+    assert (ssh / "config").read_text() == "Host a\n  Port 2\n"
+    ssh.chmod(0o700)
+    done = colab_ssh_as(test_user, "connect", code)
+    assert done.returncode == 0, done.stderr
+    for name, mode in (("known_hosts", 0o600), ("config", 0o644)):  # new, and the mode it had
+        status = (ssh / name).stat()
+        assert (status.st_uid, stat.S_IMODE(status.st_mode)) == (account.pw_uid, mode)
+    assert stat.S_IMODE((ssh / "config.colab-ssh.bak").stat().st_mode) == 0o600
+    assert ssh_g(ssh / "config", "colab")["hostkeyalias"] == ["colab-ssh-abcdef0123"]

@@ -141,6 +141,13 @@ def test_an_ngrok_api_key_in_the_environment_makes_ngrok_look_up_its_address(lap
         " --ngrok-api %h %p" in config
     )
     assert "test-key" not in config
+    assert "Set NGROK_API_KEY" not in laptop.out.getvalue()
+
+
+def test_ngrok_api_without_a_key_says_where_to_set_it(laptop):
+    assert run(laptop, "connect", CODE, "--ngrok-api") == 0
+    assert "--ngrok-api %h %p" in (laptop.home / ".ssh" / "config").read_text()
+    assert "Set NGROK_API_KEY (an API key from https://dashboard.ngrok.com/api-keys)" in laptop.out.getvalue()
 
 
 def test_on_windows_the_block_has_no_connection_sharing(laptop):
