@@ -13,6 +13,7 @@ Exit codes: 0 done; 1 bad input or a file problem (one line on stderr, the files
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import subprocess
 import sys
@@ -169,18 +170,21 @@ def _source_folder(text: str) -> Path:
     return folder.resolve()
 
 
+def lookup_arguments(arguments: argparse.Namespace, details: ConnectDetails, laptop: Laptop) -> list[str]:
+    """How the proxy looks the address up: ``--from FOLDER``, ``--ngrok-api``, or not at all ([])."""
+    if arguments.source_folder is not None:
+        return ["--from", str(_source_folder(arguments.source_folder))]
+    if arguments.ngrok_api or (details.tunnel == "ngrok" and laptop.environ.get(NGROK_API_KEY)):
+        return ["--ngrok-api"]
+    return []
+
+
 def proxy_argv(
-    arguments: argparse.Namespace, details: ConnectDetails, laptop: Laptop, client: str | None
+    name: str, details: ConnectDetails, lookup: list[str], python: str, client: str | None
 ) -> tuple[str, ...] | None:
     """ProxyCommand's words: the lookup proxy, the tunnel's client alone, or none (plain address)."""
-    lookup: list[str] = []
-    if arguments.source_folder is not None:
-        lookup = ["--from", str(_source_folder(arguments.source_folder))]
-    elif arguments.ngrok_api or (details.tunnel == "ngrok" and laptop.environ.get(NGROK_API_KEY)):
-        lookup = ["--ngrok-api"]
     if lookup:
-        command = [laptop.python, "-m", "colab_ssh", "proxy", arguments.name]
-        command += ["--alias", details.host_key_alias, *lookup]
+        command = [python, "-m", "colab_ssh", "proxy", name, "--alias", details.host_key_alias, *lookup]
         command += ["--client", client] if client is not None else []
         return (*command, "%h", "%p")
     if details.client_command is not None and client is not None:
@@ -190,18 +194,16 @@ def proxy_argv(
 
 def connect(arguments: argparse.Namespace, laptop: Laptop) -> int:
     details = decode(arguments.code)
+    block = Block(arguments.name, details, laptop.platform, forwards=tuple(dict.fromkeys(arguments.forward)))
+    old_config = read_text(laptop.config)
+    old_known = read_text(laptop.known_hosts)
+    # Every check that can refuse runs before the client program is looked for (or downloaded).
+    upsert_block(old_config or "", block, laptop.config)
+    lookup = lookup_arguments(arguments, details, laptop)
     client = None
     if details.client_command is not None:
         client = _client_program(details.client_command.split(" ")[0], arguments.yes, laptop)
-    block = Block(
-        name=arguments.name,
-        details=details,
-        platform=laptop.platform,
-        proxy=proxy_argv(arguments, details, laptop, client),
-        forwards=tuple(dict.fromkeys(arguments.forward)),
-    )
-    old_config = read_text(laptop.config)
-    old_known = read_text(laptop.known_hosts)
+    block = dataclasses.replace(block, proxy=proxy_argv(block.name, details, lookup, laptop.python, client))
     new_config = upsert_block(old_config or "", block, laptop.config)
     new_known = known_hosts.replace_alias(old_known or "", details.host_key_alias, details.host_keys)
     ensure_ssh_folder(laptop.ssh_folder)

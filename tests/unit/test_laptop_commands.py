@@ -443,3 +443,16 @@ def test_the_full_command_line_lists_both_sides(capsys):
     help_text = build_parser().format_help()
     assert "{start,stop,status,connect,disconnect" in help_text
     assert files.BACKUP_SUFFIX == ".colab-ssh.bak"
+
+
+def test_a_config_that_would_be_refused_is_refused_before_cloudflared_is_looked_for(laptop, tmp_path):
+    """No download offer (nor a useless one) for a config that connect will not write anyway."""
+    ssh = existing_files(laptop)
+    (ssh / "config").write_text("Host colab\n  HostName mine.example\n")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    bare = dataclasses.replace(laptop, environ={"PATH": str(empty), "XDG_CACHE_HOME": str(empty)})
+    assert run(bare, "connect", CLOUDFLARED) == 1
+    assert "has a 'Host colab' that colab-ssh did not write" in laptop.err.getvalue()
+    assert run(bare, "connect", CLOUDFLARED, "--name", "gpu", "--from", str(tmp_path / "nowhere")) == 1
+    assert "--from " in laptop.err.getvalue().splitlines()[-1]
