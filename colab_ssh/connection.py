@@ -11,7 +11,7 @@ from .card import render_html
 if TYPE_CHECKING:  # connect_code loads (hashlib, json) only when a code is made, off import's path
     from .connect_code import ConnectDetails
 
-__all__ = ["Connection", "HostKey", "render_details"]
+__all__ = ["Connection", "HostKey", "alias_of_keys", "render_details"]
 
 SSH_CONFIG_ALIAS = "colab"
 # What the laptop runs: the laptop half of this distribution (colab_ssh.laptop).
@@ -58,6 +58,20 @@ class HostKey:
     public_key: str = ""  # "ssh-ed25519 AAAA...": what a known_hosts line holds
 
 
+def alias_of_keys(host_keys: tuple[HostKey, ...]) -> str:
+    """The name known_hosts files the host keys under, independent of the tunnel's address.
+
+    Derived from the host key, so it stays the same for as long as the keys do (keep them
+    with host_keys_dir=), and a runtime with new keys gets a new name: a first-connection
+    prompt instead of "REMOTE HOST IDENTIFICATION HAS CHANGED".
+    """
+    if not host_keys:
+        return "colab-ssh"
+    digest = host_keys[0].fingerprint.removeprefix("SHA256:")
+    cleaned = "".join(ch for ch in digest if ch.isalnum())[:10].lower()
+    return f"colab-ssh-{cleaned}"
+
+
 @dataclass(frozen=True)
 class Connection:
     """How to reach the SSH server that start_ssh() set up."""
@@ -88,17 +102,8 @@ class Connection:
 
     @property
     def host_key_alias(self) -> str:
-        """The name known_hosts files the host keys under, independent of the tunnel's address.
-
-        Derived from the host key, so it stays the same for as long as the keys do (keep them
-        with host_keys_dir=), and a runtime with new keys gets a new name: a first-connection
-        prompt instead of "REMOTE HOST IDENTIFICATION HAS CHANGED".
-        """
-        if not self.host_keys:
-            return "colab-ssh"
-        digest = self.host_keys[0].fingerprint.removeprefix("SHA256:")
-        cleaned = "".join(ch for ch in digest if ch.isalnum())[:10].lower()
-        return f"colab-ssh-{cleaned}"
+        """The name known_hosts files the host keys under (see :func:`alias_of_keys`)."""
+        return alias_of_keys(self.host_keys)
 
     @property
     def connect_details(self) -> ConnectDetails:

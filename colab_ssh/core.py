@@ -8,6 +8,7 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
+from pathlib import Path
 
 from . import password_record as password_record
 from . import session_files
@@ -15,6 +16,7 @@ from .connection import Connection
 from .display import notebook_view
 from .errors import ColabSSHError, SessionLostError, SshdStartError
 from .events import EventKind, SessionEvent, Subscriber, publish
+from .host_keys import save_address
 from .monitor import Monitor
 from .options import check_request
 from .ownership import Claim, claim, owned_by_us, release, require_no_other_owner, state_lock
@@ -190,7 +192,20 @@ class _Session:
             proxy_command=endpoint.proxy_command,
             client_hints=endpoint.client_hints,
         )
+        if changed and self.request.host_keys_dir is not None:
+            self._save_address(self.request.host_keys_dir)
         return changed
+
+    def _save_address(self, folder: Path) -> None:
+        """The new address next to the host keys, for `colab-ssh proxy --from`.
+
+        A failure is logged, not raised: the tunnel is back, and the laptop falls back to the
+        address its ssh config has (or a new `colab-ssh connect`).
+        """
+        try:
+            save_address(folder, self.connection)
+        except ColabSSHError as error:
+            logger.warning("%s", error)
 
     def stop(self) -> None:
         if self.monitor is not None:

@@ -14,15 +14,24 @@ import hashlib
 import os
 import stat
 import subprocess
+from datetime import datetime, timezone
 from pathlib import Path
 
-from .connection import HostKey
-from .errors import InvalidArgumentError
+from .connection import Connection, HostKey
+from .errors import ColabSSHError, InvalidArgumentError
 from .paths import STATE_DIR_MODE
+from .published import ADDRESS_FILE, render_address
 from .safe_files import TrustedDir, check_folder, trusted_dir
 from .system import tool_environment
 
-__all__ = ["KINDS", "check_saved_host_keys", "host_key_fingerprints", "prepare_host_keys", "system_host_keys"]
+__all__ = [
+    "KINDS",
+    "check_saved_host_keys",
+    "host_key_fingerprints",
+    "prepare_host_keys",
+    "save_address",
+    "system_host_keys",
+]
 
 KINDS = ("ed25519", "ecdsa", "rsa")
 ED25519 = "ssh_host_ed25519_key"
@@ -164,3 +173,21 @@ def host_key_fingerprints(private_keys: list[Path]) -> tuple[HostKey, ...]:
         fingerprint = "SHA256:" + base64.b64encode(digest).decode().rstrip("=")
         keys.append(HostKey(kind, fingerprint, public_key=f"{kind} {blob}"))
     return tuple(keys)
+
+
+def save_address(persist_dir: Path, connection: Connection) -> None:
+    """Write the connection details, no secret, next to the saved keys (``colab-ssh proxy --from``).
+
+    One atomic replace (a reader sees the old file or the new one, never half of one); 0644,
+    since it holds only what the card shows. It stays after stop_ssh(): it names the last
+    address, which a stale lookup tries and the pinned host key makes harmless.
+    """
+    text = render_address(connection.connect_details, datetime.now(timezone.utc))
+    try:
+        with trusted_dir(persist_dir) as folder:
+            folder.replace(ADDRESS_FILE, text, mode=0o644)
+    except OSError as error:
+        raise ColabSSHError(
+            f"Could not write {ADDRESS_FILE} in host_keys_dir {persist_dir}: {error.strerror or error}."
+            " Pick a folder you can write to (is Drive mounted?)."
+        ) from error

@@ -17,12 +17,13 @@ from pathlib import Path
 
 from . import colab, session_files
 from . import password_record as password_record
-from .connection import DRIVE_PATH, Connection
+from .connection import DRIVE_PATH, Connection, alias_of_keys
 from .errors import ColabSSHError
-from .host_keys import host_key_fingerprints, prepare_host_keys, system_host_keys
+from .host_keys import host_key_fingerprints, prepare_host_keys, save_address, system_host_keys
 from .keys import PublicKey, fetch_github_keys, install_authorized_keys, parse_public_key
 from .platform import default_workdir, detect_platform
 from .progress import Progress
+from .published import endpoint_metadata
 from .request import Request
 from .safe_files import trusted_dir
 from .secret_text import conceal, reveal
@@ -39,7 +40,7 @@ from .system import (
     set_password_hash,
     write_file,
 )
-from .tunnels import Tunnel, open_checked
+from .tunnels import Tunnel, open_checked, tag_endpoint
 from .tunnels.direct import DirectTunnel
 from .tunnels.registry import find_kind
 
@@ -189,21 +190,24 @@ def bring_up(request: Request, progress: Progress, tunnel: Tunnel, keys: list[Pu
         if record is not None:
             ours = read_password_hash(paths.shadow_file, request.user)
             password_record.save(paths.password_record, replace(record, ours=ours))
+        fingerprints = host_key_fingerprints(host_keys)
+        tag_endpoint(tunnel, endpoint_metadata(alias_of_keys(fingerprints)))  # ngrok's API lists it
         endpoint = open_checked(tunnel, request.port)
+        connection = Connection(
+            host=endpoint.host,
+            port=endpoint.port,
+            user=request.user,
+            password=reveal(password),  # the caller's to print: a plain string again
+            local_port=request.port,
+            tunnel=tunnel.name,
+            host_keys=fingerprints,
+            sshfs_path=_sshfs_path(request),
+            proxy_command=endpoint.proxy_command,
+            client_hints=endpoint.client_hints,
+        )
+        if request.host_keys_dir is not None:
+            save_address(request.host_keys_dir, connection)  # last: if it fails, the start is undone
         undo.pop_all()
     # Up: the world-readable script an earlier version left (not before: a failed start changes nothing).
     session_files.remove_legacy_profile(paths)
-
-    connection = Connection(
-        host=endpoint.host,
-        port=endpoint.port,
-        user=request.user,
-        password=reveal(password),  # the caller's to print: a plain string again
-        local_port=request.port,
-        tunnel=tunnel.name,
-        host_keys=host_key_fingerprints(host_keys),
-        sshfs_path=_sshfs_path(request),
-        proxy_command=endpoint.proxy_command,
-        client_hints=endpoint.client_hints,
-    )
     return Started(sshd, tunnel, connection, sshd_binary, config_text)

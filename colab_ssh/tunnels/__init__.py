@@ -21,7 +21,7 @@ from typing import Protocol, runtime_checkable
 
 from ..errors import TunnelError
 
-__all__ = ["Endpoint", "Tunnel", "check_endpoint", "open_checked"]
+__all__ = ["Endpoint", "Tunnel", "check_endpoint", "open_checked", "tag_endpoint"]
 
 
 @dataclass(frozen=True)
@@ -114,6 +114,17 @@ def check_endpoint(endpoint: object, tunnel_name: str) -> Endpoint:
         if not (isinstance(hint, str) and _is_plain_line(hint)):
             raise refuse(f"the client hint {hint!r} is not a single line of printable text")
     return endpoint
+
+
+def tag_endpoint(tunnel: Tunnel, metadata: str) -> None:
+    """Before open(): a tunnel that can tag its endpoint gets a text naming this host.
+
+    Such a tunnel has an ``endpoint_metadata`` attribute (ngrok's does: ngrok's API lists the
+    text with the endpoint, which is how ``colab-ssh proxy --ngrok-api`` finds it). Others are
+    left alone.
+    """
+    if hasattr(tunnel, "endpoint_metadata"):
+        setattr(tunnel, "endpoint_metadata", metadata)  # noqa: B010 - an attribute the Protocol lacks
 
 
 def open_checked(tunnel: Tunnel, local_port: int) -> Endpoint:

@@ -165,7 +165,9 @@ def render_launcher(agent: Path, log: Path) -> str:
     )
 
 
-def _connect(config: conf.PyngrokConfig, local_port: int, authtoken: str) -> PyngrokTunnel | TunnelError:
+def _connect(
+    config: conf.PyngrokConfig, local_port: int, authtoken: str, metadata: str | None
+) -> PyngrokTunnel | TunnelError:
     """pyngrok's connect(); on failure our error (token redacted) instead of pyngrok's exception.
 
     The error is returned, not raised: raised here, it would keep pyngrok's exception, which quotes
@@ -173,7 +175,10 @@ def _connect(config: conf.PyngrokConfig, local_port: int, authtoken: str) -> Pyn
     text outlives this frame, so a traceback printed with its local variables does not show it.
     """
     try:
-        return ngrok.connect(str(local_port), "tcp", pyngrok_config=config)
+        # Options go to the agent's POST /api/endpoints as they are (pyngrok ngrok.py:connect),
+        # where `metadata` is an endpoint field (https://ngrok.com/docs/agent/config/v3/).
+        options = {} if metadata is None else {"metadata": metadata}
+        return ngrok.connect(str(local_port), "tcp", pyngrok_config=config, **options)
     except PyngrokNgrokHTTPError as error:  # a subclass of PyngrokNgrokError: first
         return ngrok_error_for(_http_error_detail(error), authtoken)
     except PyngrokNgrokError as error:
@@ -200,6 +205,9 @@ class NgrokTunnel:
         self._config: conf.PyngrokConfig | None = None
         self._public_url: str | None = None
         self._redact = _RedactSecret(authtoken)
+        # The endpoint's metadata (ngrok's API lists it with the endpoint): set before open(),
+        # by tunnels.tag_endpoint(), to a text naming this host's key alias.
+        self.endpoint_metadata: str | None = None
 
     def __repr__(self) -> str:
         return f"<NgrokTunnel {self._public_url or 'closed'}>"
@@ -325,7 +333,7 @@ class NgrokTunnel:
         config.api_key = None
         self._config = config
         logging.getLogger("pyngrok.process.ngrok").addFilter(self._redact)
-        tunnel = _connect(config, local_port, self._authtoken)
+        tunnel = _connect(config, local_port, self._authtoken, self.endpoint_metadata)
         if isinstance(tunnel, TunnelError):
             self._fail()
             raise tunnel

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 import subprocess
@@ -168,9 +169,11 @@ def test_host_keys_survive_sessions_and_a_pinned_client_never_prompts(
     assert first.host_keys == second.host_keys
     assert first.host_key_alias == second.host_key_alias != "colab-ssh"
     assert sorted(path.name for path in saved.iterdir()) == [
+        "colab-ssh-address.json",  # the second runtime's address, for `colab-ssh proxy --from`
         "ssh_host_ed25519_key",
         "ssh_host_ed25519_key.pub",
     ]
+    assert json.loads((saved / "colab-ssh-address.json").read_text())["port"] == second.port
 
 
 def test_a_client_pinned_to_other_keys_is_refused(test_user, port, state_dir, tmp_path, client_key):
