@@ -1,7 +1,8 @@
 """Fixtures every layer may use; none needs root or starts a process: free ports, a state folder path,
-a stubbed google.colab, pyngrok pointed at the stand-in agent, a github.com stand-in, the OpenSSH client's
-options. Root-only fixtures (a throw-away account, client keys, the stop_ssh() check after each test) are
-in tests/integration/conftest.py. Helpers live in tests/support/, never imported from a conftest."""
+a stubbed google.colab, pyngrok pointed at the stand-in agent, stand-ins for ngrok's API and github.com,
+the OpenSSH client's options. Root-only fixtures (a throw-away account, client keys, the stop_ssh()
+check after each test) are in tests/integration/conftest.py. Helpers live in tests/support/, never
+imported from a conftest."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from .support.host import SshClient, free_port
+from .support.ngrok_api import NgrokApi, serve_ngrok_api
 from .support.stand_ins import (
     STAND_IN_NGROK,
     ColabStub,
@@ -90,6 +92,15 @@ def ngrok_cloud(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> NgrokCloud:
     monkeypatch.setenv("STAND_IN_NGROK_STATE", str(cloud.state))
     monkeypatch.delenv("NGROK_AUTHTOKEN", raising=False)
     return cloud
+
+
+@pytest.fixture
+def ngrok_api(ngrok_cloud: NgrokCloud, monkeypatch: pytest.MonkeyPatch) -> Iterator[NgrokApi]:
+    """ngrok's cloud API for the stand-in agents' accounts, on a thread; COLAB_SSH_NGROK_API_URL names it."""
+    with serve_ngrok_api(NgrokApi(state=ngrok_cloud.state)) as api:
+        monkeypatch.setenv("COLAB_SSH_NGROK_API_URL", api.url)
+        monkeypatch.delenv("NGROK_API_KEY", raising=False)
+        yield api
 
 
 @pytest.fixture

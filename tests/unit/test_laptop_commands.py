@@ -362,8 +362,15 @@ LAPTOP_SIDE = {
     "colab_ssh.connect_code",
 }
 # Pure modules both sides use: connection.py (and the card it renders) for the ssh client options,
-# the https download and cloudflared's pinned release for the laptop's cloudflared.
-SHARED = {"colab_ssh.connection", "colab_ssh.card", "colab_ssh.https_download", "colab_ssh.cloudflared_pins"}
+# the https download and cloudflared's pinned release for the laptop's cloudflared, and the formats
+# the runtime publishes its address in, which `colab-ssh proxy` reads (published.py).
+SHARED = {
+    "colab_ssh.connection",
+    "colab_ssh.card",
+    "colab_ssh.https_download",
+    "colab_ssh.cloudflared_pins",
+    "colab_ssh.published",
+}
 
 
 @pytest.fixture
