@@ -208,13 +208,14 @@ def _host_patterns(line: str) -> list[str]:
     keyword = _KEYWORD.fullmatch(_content(line))
     if keyword is None or keyword.group(1).lower() != "host":
         return []
-    return [pattern.strip('"').lower() for pattern in keyword.group(2).split()]
+    # Keywords are case-insensitive; host patterns are not (`ssh COLAB` skips `Host colab`).
+    return [pattern.strip('"') for pattern in keyword.group(2).split()]
 
 
 def _refuse_foreign_host(lines: list[str], spans: dict[str, _Span], name: str, path: PurePath | str) -> None:
     ours = {index for span in spans.values() for index in range(span.start, span.end)}
     for index, line in enumerate(lines):
-        if index not in ours and name.lower() in _host_patterns(line):
+        if index not in ours and name in _host_patterns(line):
             raise ConfigError(
                 f"{path} line {index + 1} has a 'Host {name}' that colab-ssh did not write;"
                 f" it is left alone: pick another name with --name (e.g. --name {name}-2), or delete"

@@ -99,7 +99,7 @@ def test_our_block_wins_for_colab_and_changes_no_other_host(tmp_path, old):
     assert colab["user"] == ["root"]  # over a `Host *` that says User nobody
     assert colab["stricthostkeychecking"] == ["true"]  # over a `Host *` that says no
     assert colab["controlmaster"] == ["auto"]
-    for host in ("a", "github.com", "other.example", "naïve"):
+    for host in ("a", "github.com", "other.example", "naïve", "COLAB"):
         assert ssh_g(after, host) == ssh_g(before, host), host
 
 

@@ -70,6 +70,7 @@ ACCEPTED = {
     "tabs": "Host\ta\n\tHostName\ta.example\n\tPort\t2222\n",
     "only comments": "# nothing here yet\n#Host colab\n",
     "a negated colab": "Host * !colab\n    User someone\n",
+    "COLAB, another host for ssh": "Host COLAB\n    User upper\n",  # patterns match case-sensitively
     "colab as part of a longer name": "Host colab-old colabx\n    User x\n",
     "our block, in the middle": "Host a\n  Port 1\n\n" + OUR_OLD_BLOCK + "\nHost b\n  Port 2\n",
     "our block, crlf": ("Host a\n  Port 1\n" + OUR_OLD_BLOCK).replace("\n", "\r\n"),
@@ -87,7 +88,7 @@ REFUSED = {
     ),
     "colab among other names": ("Host dev colab\n  User me\n", "line 1 has a 'Host colab'"),
     "Host=colab": ("Host=colab\n", "line 1 has a 'Host colab'"),
-    "upper case, tabs, quotes": ('\thost\t"COLAB"\n', "line 1 has a 'Host colab'"),
+    "keyword case, tabs, quotes": ('\tHOST\t"colab"\n', "line 1 has a 'Host colab'"),
     "crlf foreign": ("Host x\r\nHost colab\r\n", "line 2 has a 'Host colab'"),
     "our block twice": (
         OUR_OLD_BLOCK + OUR_OLD_BLOCK,
