@@ -418,6 +418,10 @@ def test_the_laptop_commands_run_without_the_runtime(without_runtime, tmp_path, 
     with pytest.raises(SystemExit) as usage:
         main(["connect", CODE, "--forward", "0"])
     assert usage.value.code == 2
+    with pytest.raises(SystemExit) as shown:
+        main(["proxy", "--help"])  # what the block's ProxyCommand runs loads too
+    assert shown.value.code == 0
+    assert "NAME HOST PORT" in capsys.readouterr().out
     import colab_ssh
 
     assert "start_ssh" in colab_ssh.__all__  # the public names are still listed; using one needs the runtime
