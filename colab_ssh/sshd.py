@@ -150,10 +150,12 @@ class SshdProcess:
         started = cls(process, port, log_path, pid_file)
         try:
             record_process(pid_file, process.pid, argv)
-        except BaseException:
+            started._wait_for_banner(timeout)
+        except SshdStartError:
+            raise  # it exited, or the wait stopped it
+        except BaseException:  # Ctrl-C while it comes up: no sshd is left running
             started.stop()
             raise
-        started._wait_for_banner(timeout)
         return started
 
     def _log_tail(self) -> str:

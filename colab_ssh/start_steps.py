@@ -1,8 +1,9 @@
 """The start steps: everything start_ssh() changes on the machine, in an order that can be undone.
 
 bring_up() writes sshd's config, the session environment, the password or authorized_keys,
-starts sshd and opens the tunnel; if a step fails, every earlier change is put back (an
-ExitStack of undo callbacks), so a failed start leaves the machine as it was. core.py owns the
+starts sshd and opens the tunnel, the slow steps side by side (parallel_steps.Steps); if a step
+fails, the others are stopped and every change is put back (undo callbacks, newest first), so a
+failed start leaves the machine as it was. core.py owns the
 live session built from what it returns.
 """
 
@@ -12,8 +13,10 @@ import contextlib
 import os
 import pwd
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from . import colab, session_files
 from . import password_record as password_record
@@ -21,6 +24,7 @@ from .connection import DRIVE_PATH, Connection, alias_of_keys
 from .errors import ColabSSHError
 from .host_keys import host_key_fingerprints, prepare_host_keys, save_address, system_host_keys
 from .keys import PublicKey, fetch_github_keys, install_authorized_keys, parse_public_key
+from .parallel_steps import Step, Steps
 from .platform import default_workdir, detect_platform
 from .progress import Progress
 from .published import endpoint_metadata
@@ -40,7 +44,8 @@ from .system import (
     set_password_hash,
     write_file,
 )
-from .tunnels import Tunnel, open_checked, tag_endpoint
+from .tunnels import Endpoint, Tunnel, can_prepare, open_checked, tag_endpoint
+from .tunnels import prepare as prepare_tunnel
 from .tunnels.direct import DirectTunnel
 from .tunnels.registry import find_kind
 
@@ -79,6 +84,24 @@ def collect_keys(request: Request) -> list[PublicKey]:
     return list(dict.fromkeys(keys))
 
 
+def _open_tunnel(steps: Steps, agent: Step[None], tunnel: Tunnel, port: int) -> Endpoint:
+    steps.result(agent)  # its agent ready (downloaded beside apt)
+    return open_checked(tunnel, port)
+
+
+def _close_if_started(step: Step[Any], tunnel: Tunnel) -> None:
+    """Undo the tunnel's prepare() or open(), if ``step`` (one of them) ran. Not otherwise: close()
+    would forget (remove the pid file of) an agent an earlier kernel left, which prepare() stops."""
+    if step.started:
+        tunnel.close()
+
+
+def _canceller(tunnel: Tunnel) -> Callable[[], None] | None:
+    """How to end the tunnel's open() early from another thread, if the tunnel has a way."""
+    cancel = getattr(tunnel, "cancel", None)
+    return cancel if callable(cancel) else None
+
+
 def _restore_password(change: PasswordChange, old_hash: str | None) -> None:
     """Undo a password change: let chpasswd finish, then put the old hash back."""
     with contextlib.suppress(ColabSSHError):
@@ -106,23 +129,72 @@ def _has_ipv6_loopback() -> bool:
     return True
 
 
+def _install_sshd(log_path: Path, progress: Progress) -> str:
+    with progress.step("Installing openssh-server (first run only)"):
+        return ensure_package("sshd", "openssh-server", log_path=log_path)
+
+
+def _mount_drive(progress: Progress) -> None:
+    with progress.step("Mounting Google Drive"):
+        colab.mount_drive()
+
+
 def bring_up(request: Request, progress: Progress, tunnel: Tunnel, keys: list[PublicKey]) -> Started:
-    """Bring sshd and the tunnel up; each change is undone if a later step fails."""
+    """Bring sshd and the tunnel up, slow steps side by side; every change is undone if a step fails.
+
+    What waits for what (``Steps`` runs a step beside this thread; parallel_steps.CONCURRENT
+    False runs them one after another, in this order):
+
+        apt installs openssh-server --+
+        the tunnel's agent (download) +-- password, config, sshd -t --+-- sshd starts -----+-- up
+        Drive's consent (this thread) +   (chpasswd hashes meanwhile) +-- the tunnel opens -+
+
+    The tunnel opens while sshd starts: it needs only the port number, and sshd answers on it
+    long before a first client can come through the tunnel.
+    """
     paths = request.paths
     stop_stale_sshd(paths.sshd_pid, paths.sshd_config)
     require_free_port(request.port)
-    if request.mount_drive:
-        with progress.step("Mounting Google Drive"):
-            colab.mount_drive()
-    sshd_binary = find_program("sshd")
-    if sshd_binary is None:
-        with progress.step("Installing openssh-server (first run only)"):
-            sshd_binary = ensure_package("sshd", "openssh-server", log_path=paths.apt_log)
     environment = session_files.session_variables(os.environ)
     password = None if keys else conceal(request.password or generate_password())
     account = pwd.getpwnam(request.user)
 
-    with contextlib.ExitStack() as undo:
+    with Steps() as steps:
+        found = find_program("sshd")
+        install = Step.ready(found) if found else steps.start(lambda: _install_sshd(paths.apt_log, progress))
+        agent = steps.start(lambda: prepare_tunnel(tunnel)) if can_prepare(tunnel) else Step.ready(None)
+        steps.undo(_close_if_started, agent, tunnel)  # prepare() wrote files (ngrok.yml holds the token)
+        if request.mount_drive:
+            steps.run_here(lambda: _mount_drive(progress))  # here: the consent talks to the notebook
+        sshd_binary = steps.result(install)
+        addresses = listen_addresses(request)
+        behind_tunnel = bool(addresses)
+        version = steps.start(lambda: sshd_version(sshd_binary)) if behind_tunnel else None
+
+        # The password first: chpasswd is the slowest command of a warm start (it hashes on
+        # purpose) and works while the rest is written. What an earlier start (maybe in another
+        # process) changed is put back first, so that the hash recorded is the account's own.
+        password_record.restore(paths.password_record, paths.shadow_file)
+        old_hash = read_password_hash(paths.shadow_file, request.user)
+        record = None
+        if old_hash is not None and (password is not None or old_hash.startswith("!")):
+            record = password_record.PasswordRecord(request.user, old_hash)
+            password_record.save(paths.password_record, record)
+            steps.undo(password_record.forget, paths.password_record)
+        password_change = None
+        if password is None:
+            if old_hash is not None and old_hash.startswith("!"):
+                # Without PAM, sshd refuses even key logins to a locked account ("!" hash, as
+                # useradd leaves it); "*" unlocks it while no password can match.
+                set_password_hash(request.user, "*")
+                steps.undo(set_password_hash, request.user, old_hash)
+            home = Path(account.pw_dir)
+            installed = install_authorized_keys(home, account.pw_uid, account.pw_gid, keys)
+            steps.undo(installed.undo)
+        else:
+            password_change = PasswordChange(request.user, password)  # hashes while sshd starts
+            steps.undo(_restore_password, password_change, old_hash)
+
         if request.host_keys_dir is None:
             host_keys = system_host_keys(paths.host_keys_dir)
         else:
@@ -134,11 +206,9 @@ def bring_up(request: Request, progress: Progress, tunnel: Tunnel, keys: list[Pu
                     " Pick a folder you can write to (is Drive mounted?)."
                 ) from error
             for path in saved:
-                undo.callback(remove_file, path)
-        addresses = listen_addresses(request)
-        behind_tunnel = bool(addresses)
+                steps.undo(remove_file, path)
         settings = SshdSettings(
-            disable_per_source_penalties=behind_tunnel and sshd_version(sshd_binary) >= (9, 8),
+            disable_per_source_penalties=version is not None and steps.result(version) >= (9, 8),
             host_keys=host_keys,
             user=request.user,
             password_login=password is not None,
@@ -147,35 +217,18 @@ def bring_up(request: Request, progress: Progress, tunnel: Tunnel, keys: list[Pu
         )
         config_text = render_sshd_config(settings)
         previous = write_file(paths.sshd_config, config_text, mode=0o600)
-        undo.callback(restore_file, paths.sshd_config, previous, mode=0o600)
-        undo.callback(session_files.remove_session_environment, paths)
+        steps.undo(restore_file, paths.sshd_config, previous, mode=0o600)
+        steps.undo(session_files.remove_session_environment, paths)
         session_files.write_session_environment(paths, account, environment)
         trusted_dir(paths.privsep_dir, create_mode=0o755).close()  # sshd checks it is root's too
 
-        # What an earlier start (maybe in another process) changed is put back first, so that
-        # the hash recorded below is the account's own.
-        password_record.restore(paths.password_record, paths.shadow_file)
-        old_hash = read_password_hash(paths.shadow_file, request.user)
-        record = None
-        if old_hash is not None and (password is not None or old_hash.startswith("!")):
-            record = password_record.PasswordRecord(request.user, old_hash)
-            password_record.save(paths.password_record, record)
-            undo.callback(password_record.forget, paths.password_record)
-        password_change = None
-        if password is None:
-            if old_hash is not None and old_hash.startswith("!"):
-                # Without PAM, sshd refuses even key logins to a locked account ("!" hash, as
-                # useradd leaves it); "*" unlocks it while no password can match.
-                set_password_hash(request.user, "*")
-                undo.callback(set_password_hash, request.user, old_hash)
-            home = Path(account.pw_dir)
-            installed = install_authorized_keys(home, account.pw_uid, account.pw_gid, keys)
-            undo.callback(installed.undo)
-        else:
-            password_change = PasswordChange(request.user, password)  # hashes while sshd starts
-            undo.callback(_restore_password, password_change, old_hash)
-
         validate_config(sshd_binary, paths.sshd_config, request.port)
+        fingerprints = host_key_fingerprints(host_keys)
+        tag_endpoint(tunnel, endpoint_metadata(alias_of_keys(fingerprints)))  # ngrok's API lists it
+        opened = steps.start(
+            lambda: _open_tunnel(steps, agent, tunnel, request.port), cancel=_canceller(tunnel)
+        )
+        steps.undo(_close_if_started, opened, tunnel)
         sshd = SshdProcess.launch(
             sshd_binary,
             paths.sshd_config,
@@ -184,15 +237,13 @@ def bring_up(request: Request, progress: Progress, tunnel: Tunnel, keys: list[Pu
             pid_file=paths.sshd_pid,
             config_text=config_text,
         )
-        undo.callback(sshd.stop)
+        steps.undo(sshd.stop)
         if password_change is not None:
             password_change.wait()
         if record is not None:
             ours = read_password_hash(paths.shadow_file, request.user)
             password_record.save(paths.password_record, replace(record, ours=ours))
-        fingerprints = host_key_fingerprints(host_keys)
-        tag_endpoint(tunnel, endpoint_metadata(alias_of_keys(fingerprints)))  # ngrok's API lists it
-        endpoint = open_checked(tunnel, request.port)
+        endpoint = steps.result(opened)
         connection = Connection(
             host=endpoint.host,
             port=endpoint.port,
@@ -207,7 +258,6 @@ def bring_up(request: Request, progress: Progress, tunnel: Tunnel, keys: list[Pu
         )
         if request.host_keys_dir is not None:
             save_address(request.host_keys_dir, connection)  # last: if it fails, the start is undone
-        undo.pop_all()
     # Up: the world-readable script an earlier version left (not before: a failed start changes nothing).
     session_files.remove_legacy_profile(paths)
     return Started(sshd, tunnel, connection, sshd_binary, config_text)

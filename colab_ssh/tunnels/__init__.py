@@ -10,6 +10,11 @@ Whatever a tunnel returns ends up in text the user runs on their laptop: the ``s
 the ``~/.ssh/config`` block (one directive per line) and the ProxyCommand that ssh runs through
 a shell. A newline in a host or port would add directives of the tunnel's choosing there, so
 every endpoint goes through :func:`open_checked`, built-in tunnels and the caller's own alike.
+
+start_ssh() calls open() while sshd is starting (sshd answers on the port within milliseconds;
+a tunnel does not need it until the first client comes). A tunnel may also have ``prepare()``:
+the slow work before open() that needs no port (the built-in ones download their agent there),
+which start_ssh() runs while openssh-server installs; see :func:`prepare`.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from typing import Protocol, runtime_checkable
 
 from ..errors import TunnelError
 
-__all__ = ["Endpoint", "Tunnel", "check_endpoint", "open_checked", "tag_endpoint"]
+__all__ = ["Endpoint", "Tunnel", "can_prepare", "check_endpoint", "open_checked", "prepare", "tag_endpoint"]
 
 
 @dataclass(frozen=True)
@@ -136,3 +141,14 @@ def open_checked(tunnel: Tunnel, local_port: int) -> Endpoint:
     except TunnelError:
         tunnel.close()
         raise
+
+
+def can_prepare(tunnel: Tunnel) -> bool:
+    """Whether the tunnel has the optional ``prepare()``."""
+    return callable(getattr(tunnel, "prepare", None))
+
+
+def prepare(tunnel: Tunnel) -> None:
+    """The tunnel's ``prepare()`` if it has one (optional: open() must work without it)."""
+    if can_prepare(tunnel):
+        tunnel.prepare()  # type: ignore[attr-defined]  # checked just above

@@ -147,6 +147,8 @@ class CloudflaredTunnel:
         self._log: LogFollower | None = None
         self._host: str | None = None
         self._start: StartWatch | None = None
+        self._prepared: Path | None = None  # the binary prepare() verified for the next open()
+        self._cancelled = False  # cancel() was called while open() ran on another thread
 
     def __repr__(self) -> str:
         return f"<CloudflaredTunnel {self._host or 'closed'}>"
@@ -193,10 +195,27 @@ class CloudflaredTunnel:
 
     # --- running it -----------------------------------------------------------------------
 
+    def prepare(self) -> None:
+        """The binary, downloaded and verified: the slow part that needs no port. start_ssh()
+        runs it while openssh-server installs; open() does it if it was not done."""
+        self._cancelled = False
+        self._prepared = self.binary()
+
+    def cancel(self) -> None:
+        """End an open() running on another thread early (another start step failed): its agent
+        is stopped and no new one starts, so open() fails soon; close() then cleans up."""
+        self._cancelled = True
+        process = self._process
+        if process is not None:
+            stop_tree(process.pid, timeout=_STOP_SECONDS, sigterms=2)
+
     def open(self, local_port: int) -> Endpoint:
+        binary, self._prepared = self._prepared, None
         if self._process is not None:
             self.close()
-        binary = self.binary()
+        if binary is None:
+            self._cancelled = False
+            binary = self.binary()
         stop_stale_cloudflared(self._paths)
         with self._progress.step("Opening a Cloudflare quick tunnel"):
             try:
@@ -263,6 +282,8 @@ class CloudflaredTunnel:
         self, binary: Path, local_port: int, protocol: str
     ) -> tuple[subprocess.Popen[bytes], LogFollower]:
         """Start cloudflared detached: own session, no stdin, its output appended to our log."""
+        if self._cancelled:
+            raise CloudflaredStartError("The start was cancelled: another start step failed.", log_tail="")
         log_path = self._log_path
         config = self._paths.cloudflared_config
         write_file(config, CONFIG_TEXT, mode=0o600)
@@ -323,7 +344,7 @@ class CloudflaredTunnel:
     def close(self) -> None:
         """Stop cloudflared and anything it started; harmless when nothing runs."""
         process, self._process = self._process, None
-        self._host, self._start = None, None
+        self._host, self._start, self._prepared = None, None, None
         if process is None:
             return
         # On SIGTERM cloudflared stops taking connections but waits for open ones (an SSH session

@@ -52,7 +52,7 @@ from ..errors import (
 from ..paths import Paths
 from ..processes import ngrok_agent_is_ours, record_process, stop_recorded
 from ..progress import Progress
-from ..system import open_log, read_file, remove_file, write_file
+from ..system import open_log, read_file, remove_file, tail, write_file
 from . import Endpoint
 
 __all__ = ["MIN_AGENT_VERSION", "NgrokTunnel", "ngrok_error_for"]
@@ -204,6 +204,7 @@ class NgrokTunnel:
         self._paths = paths or Paths()
         self._config: conf.PyngrokConfig | None = None
         self._public_url: str | None = None
+        self._prepared: Path | None = None  # the agent prepare() readied for the next open()
         self._redact = _RedactSecret(authtoken)
         # The endpoint's metadata (ngrok's API lists it with the endpoint): set before open(),
         # by tunnels.tag_endpoint(), to a text naming this host's key alias.
@@ -313,7 +314,10 @@ class NgrokTunnel:
         # (0600, and a link planted at its name is refused before the launcher's `2>>` opens it).
         os.close(open_log(paths.ngrok_log))
 
-    def open(self, local_port: int) -> Endpoint:
+    def prepare(self) -> None:
+        """Everything before the agent starts, which needs no port: the agent on disk (downloaded,
+        or updated if too old), our config and launcher, an earlier kernel's agent stopped.
+        start_ssh() runs it while openssh-server installs; open() does it if it was not done."""
         agent = self._agent_path()
         self._install_agent(agent)
         self._write_files(agent)
@@ -323,6 +327,12 @@ class NgrokTunnel:
         except NgrokAgentVersionError:
             self._fail()
             raise
+        self._prepared = agent
+
+    def open(self, local_port: int) -> Endpoint:
+        if self._prepared is None:
+            self.prepare()
+        self._prepared = None  # a later open() (the monitor's) checks the agent again
         config = conf.PyngrokConfig(
             ngrok_path=str(self._paths.ngrok_launcher),
             config_path=str(self._paths.ngrok_config),
@@ -333,8 +343,11 @@ class NgrokTunnel:
         config.api_key = None
         self._config = config
         logging.getLogger("pyngrok.process.ngrok").addFilter(self._redact)
+        logged_before = len(self._read_log())
         tunnel = _connect(config, local_port, self._authtoken, self.endpoint_metadata)
         if isinstance(tunnel, TunnelError):
+            if tunnel.code is None:
+                tunnel = self._error_in_log(logged_before) or tunnel
             self._fail()
             raise tunnel
         agent_process = process.get_process(config)
@@ -346,6 +359,24 @@ class NgrokTunnel:
             self.close()
             raise TunnelError(f"ngrok returned an address without host and port: {tunnel.public_url!r}")
         return Endpoint(address.hostname, address.port)
+
+    def _read_log(self) -> bytes:
+        with contextlib.suppress(OSError, ColabSSHError):
+            return read_file(self._paths.ngrok_log) or b""
+        return b""
+
+    def _error_in_log(self, offset: int) -> TunnelError | None:
+        """The agent's own error, from what it wrote to its log (stderr) during this start.
+
+        pyngrok reads the agent's output a line at a time and stops once the process has exited,
+        even with lines still unread: an agent that logs its error and exits at once (a rejected
+        token) can leave pyngrok with no error but "unable to start". The agent's stderr, in our
+        log, still says why.
+        """
+        written = self._read_log()[offset:].decode(errors="replace")
+        if not _ERROR_CODE.search(written):
+            return None
+        return ngrok_error_for(tail(written, 20), self._authtoken)
 
     def _fail(self) -> None:
         """Clean up after a failed start: no agent, no token file, no token in the agent's log."""
@@ -369,6 +400,7 @@ class NgrokTunnel:
         return any(tunnel.public_url == self._public_url for tunnel in tunnels)
 
     def close(self) -> None:
+        self._prepared = None
         if self._config is not None:
             ngrok.kill(self._config)
         remove_file(self._paths.ngrok_pid)

@@ -4,7 +4,10 @@ The card in a real browser is in tests/integration/test_display.py."""
 from __future__ import annotations
 
 import html
+import io
 import os
+import re
+import threading
 from html.parser import HTMLParser
 
 import pytest
@@ -252,10 +255,10 @@ def test_a_cold_run_prints_each_step_and_its_time(capsys):
     progress.finish()
 
     assert capsys.readouterr().out.splitlines() == [
-        "Installing openssh-server (first run only) ...",
-        "Installing openssh-server (first run only): done in 12.3 s",
-        "Downloading the ngrok agent (first run only) ...",
-        "Downloading the ngrok agent (first run only): done in 2.0 s",
+        "Installing openssh-server (first run only) ... (at +0.0 s)",
+        "Installing openssh-server (first run only): done in 12.3 s (started at +0.0 s)",
+        "Downloading the ngrok agent (first run only) ... (at +12.3 s)",
+        "Downloading the ngrok agent (first run only): done in 2.0 s (started at +12.3 s)",
         "SSH server up in 14.8 s",
     ]
     assert progress.steps == [
@@ -285,7 +288,71 @@ def test_a_failed_step_says_so_and_the_error_goes_on(capsys):
         clock.now += 3.0
         raise RuntimeError("no consent")
 
-    assert capsys.readouterr().out.splitlines()[-1] == "Mounting Google Drive: failed after 3.0 s"
+    assert capsys.readouterr().out.splitlines()[-1] == (
+        "Mounting Google Drive: failed after 3.0 s (started at +0.0 s)"
+    )
+
+
+def test_overlapping_steps_say_when_each_started_and_end_in_the_order_they_end(capsys):
+    """Side by side, durations do not add up: each line says when its step started."""
+    clock = FakeClock()
+    progress = Progress(clock=clock, notebook=False)
+    install = progress.step("Installing openssh-server (first run only)")
+    download = progress.step("Downloading the ngrok agent (first run only)")
+    install.__enter__()
+    clock.now += 0.5
+    download.__enter__()
+    clock.now += 2.0
+    download.__exit__(None, None, None)
+    clock.now += 9.8
+    install.__exit__(None, None, None)
+    clock.now += 0.4
+    progress.finish()
+
+    assert capsys.readouterr().out.splitlines() == [
+        "Installing openssh-server (first run only) ... (at +0.0 s)",
+        "Downloading the ngrok agent (first run only) ... (at +0.5 s)",
+        "Downloading the ngrok agent (first run only): done in 2.0 s (started at +0.5 s)",
+        "Installing openssh-server (first run only): done in 12.3 s (started at +0.0 s)",
+        "SSH server up in 12.7 s",  # not 14.3: the download ran during the install
+    ]
+    (first, second) = progress.records
+    assert (first.start, first.end) == (0.0, pytest.approx(12.3))
+    assert (second.start, second.end) == (pytest.approx(0.5), pytest.approx(2.5))
+
+
+def test_steps_reported_from_many_threads_come_out_whole_and_each_start_before_its_end():
+    """Start steps report from their own threads; the lock keeps lines whole and records right."""
+    stream = io.StringIO()
+    progress = Progress(stream=stream)
+    titles = [f"Step {number}" for number in range(16)]
+    barrier = threading.Barrier(len(titles))
+
+    def run(title: str) -> None:
+        barrier.wait()  # all at once
+        for _ in range(20):
+            with progress.step(title):
+                pass
+
+    threads = [threading.Thread(target=run, args=(title,)) for title in titles]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    lines = stream.getvalue().splitlines()
+    assert len(lines) == 2 * 16 * 20 and len(progress.records) == 16 * 20
+    assert all(record.elapsed is not None and not record.failed for record in progress.records)
+    running = dict.fromkeys(titles, 0)
+    for line in lines:  # whole lines only, and never a step's end before its start
+        found = re.fullmatch(
+            r"(Step \d+)(?: \.\.\. \(at \+\d+\.\d s\)|(: done in \d+\.\d s \(started at \+\d+\.\d s\)))", line
+        )
+        assert found is not None, line
+        title, end = found.groups()
+        running[title] += 1 if end is None else -1
+        assert running[title] >= 0, line
+    assert set(running.values()) == {0}
 
 
 def test_in_a_notebook_one_output_is_updated_in_place(monkeypatch):
@@ -312,13 +379,46 @@ def test_in_a_notebook_one_output_is_updated_in_place(monkeypatch):
     progress.finish()
 
     assert len(created) == 1 and len(handle.bundles) == 2
-    assert created[0]["text/plain"] == "Installing <openssh-server> ..."
+    assert created[0]["text/plain"] == "Installing <openssh-server> ... (at +0.0 s)"
     assert handle.bundles[-1]["text/plain"].splitlines() == [
-        "Installing <openssh-server>: done in 1.0 s",
+        "Installing <openssh-server>: done in 1.0 s (started at +0.0 s)",
         "SSH server up in 1.0 s",
     ]
     assert "Installing &lt;openssh-server&gt;" in handle.bundles[-1]["text/html"]
     assert "<openssh-server>" not in handle.bundles[-1]["text/html"]
+
+
+def test_in_a_notebook_each_step_has_a_bar_on_one_time_line(monkeypatch):
+    """The bars share one scale, from the start to now: overlapping steps show it at a glance."""
+    shown: list[dict[str, str]] = []
+
+    class Handle:
+        def update(self, bundle: dict[str, str], raw: bool) -> None:
+            shown.append(bundle)
+
+    def fake_display(bundle: dict[str, str], *, display_id: bool = False) -> Handle:
+        shown.append(bundle)
+        return Handle()
+
+    monkeypatch.setattr(progress_module, "notebook_display", fake_display)
+    clock = FakeClock()
+    progress = Progress(clock=clock, notebook=True)
+    drive = progress.step("Mounting Google Drive")
+    drive.__enter__()
+    clock.now += 2.0
+    with progress.step("Installing openssh-server (first run only)"):
+        clock.now += 6.0
+    clock.now += 2.0  # 10 s in: Drive still waits for the consent
+    progress.finish()
+
+    markup = shown[-1]["text/html"]
+    styles = [attributes.get("style") or "" for name, attributes in _Markup(markup).tags if name == "span"]
+    bars = [style for style in styles if "left:" in style]
+    assert len(bars) == 2
+    assert "left:0.0%;width:100.0%" in bars[0]  # Drive: from 0 s, still running at 10 s
+    assert "left:20.0%;width:60.0%" in bars[1]  # the install: from 2 s to 8 s of 10
+    assert "from +2.0 s" in markup and "6.0 s" in markup
+    assert "Mounting Google Drive ... (at +0.0 s)" in shown[-1]["text/plain"]
 
 
 def test_platform_detection(tmp_path):
