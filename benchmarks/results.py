@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from .cold import ColdResults
 from .memory import MemoryResults
 from .parts import Components
 from .slow_link import SshfsRun, SshResults
@@ -33,6 +34,7 @@ class Report:
     sshfs: dict[str, list[SshfsRun]]  # "plain", "recommended"
     sshfs_options: tuple[str, ...]
     memory: MemoryResults
+    cold: ColdResults
     notes: list[str]
 
     @property

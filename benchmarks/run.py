@@ -12,6 +12,7 @@ import os
 import platform
 import shlex
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -21,6 +22,7 @@ from pathlib import Path
 
 from colab_ssh import start_ssh, stop_ssh
 
+from .cold import ColdSettings, measure_cold
 from .machine import machine_info
 from .memory import measure_memory
 from .parts import measure_components, measure_rerun
@@ -30,10 +32,14 @@ from .results import Report
 from .slow_link import SshfsRun, SshResults, measure_ssh, measure_sshfs, sshfs_variants
 from .startup import STAND_IN_TOKEN, NgrokCloud, apt_install_is_noop, measure_startup
 from .support import child_env, free_port, log, temporary_user
+from .venv import clean_venv, venv_env
 
 __all__ = ["main"]
 
-PROGRAMS = ("sshd", "ssh", "sshpass", "sshfs", "fusermount3", "apt-get", "chpasswd", "useradd")
+PROGRAMS = (
+    "sshd", "ssh", "sshpass", "sshfs", "fusermount3", "apt-get", "chpasswd", "useradd",
+    "unshare", "nsenter", "dpkg-scanpackages",
+)  # fmt: skip
 DEFAULT_OUT = Path(__file__).with_name("RESULTS.md")
 
 
@@ -47,11 +53,26 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--files", type=int, default=200, help="files in the sshfs workload's tree (200)")
     parser.add_argument("--delay-ms", type=float, default=50.0, help="slow link: delay each way (50)")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="Markdown file to write")
-    parser.add_argument("--python", default=sys.executable, help="interpreter to time (this one)")
+    parser.add_argument(
+        "--python",
+        help="time this interpreter with the checkout on PYTHONPATH (default: a new venv with the"
+        " checkout pip-installed, made from this interpreter)",
+    )
     parser.add_argument("--work-dir", type=Path, help="scratch folder (default: a new temporary one)")
+    cold = parser.add_argument_group("cold start (a fresh runtime: no openssh-server, no agent)")
+    cold.add_argument("--cold-repeat", type=int, default=3, help="rounds of each cold scenario (3)")
+    cold.add_argument("--consent-s", type=float, default=5.0, help="Drive consent delay, seconds (5)")
+    cold.add_argument("--rtt-ms", type=float, default=20.0, help="round trip to the downloads (20)")
+    cold.add_argument("--mbit", type=float, default=100.0, help="bandwidth of the downloads, Mbit/s (100)")
+    cold.add_argument("--agent-mb", type=float, default=9.0, help="the agent archive's size, MB (9)")
+    cold.add_argument("--session-s", type=float, default=1.0, help="the agent's login to its cloud, s (1)")
     args = parser.parse_args(argv)
-    if args.repeat < 1 or args.sshfs_repeat < 1 or args.files < 1 or args.delay_ms < 0:
-        parser.error("--repeat, --sshfs-repeat and --files must be at least 1, --delay-ms not negative")
+    if args.repeat < 1 or args.sshfs_repeat < 1 or args.files < 1 or args.cold_repeat < 1:
+        parser.error("--repeat, --sshfs-repeat, --files and --cold-repeat must be at least 1")
+    if min(args.delay_ms, args.consent_s, args.rtt_ms, args.agent_mb, args.session_s) < 0 or args.mbit <= 0:
+        parser.error(
+            "--delay-ms, --consent-s, --rtt-ms, --agent-mb, --session-s not negative, --mbit above 0"
+        )
     return args
 
 
@@ -78,6 +99,16 @@ def _load_average() -> str:
     with contextlib.suppress(OSError):
         return " ".join(Path("/proc/loadavg").read_text().split()[:3])
     return "unknown"
+
+
+def _describe(python: str, args: argparse.Namespace) -> str:
+    version = subprocess.run(
+        [python, "-c", "import platform; print(platform.python_version())"],
+        capture_output=True, text=True, check=True,
+    ).stdout.strip()  # fmt: skip
+    if args.python is None:
+        return f"{version}, a new venv (colab-ssh-host pip-installed from this checkout)"
+    return f"{version} ({python}, this checkout on PYTHONPATH)"
 
 
 def _command_line(argv: list[str] | None) -> str:
@@ -107,9 +138,16 @@ def _notes(args: argparse.Namespace, monitor: bool, cpu: tuple[float, float], lo
         " may answer its banner a little before `chpasswd` (run beside it) has set the password;"
         " the call returns when both are done, so the ratios by the call's return are shown too.",
         "Timing: from spawn until a TCP connect to 127.0.0.1:P reads `SSH-` (polled every 1 ms by the"
-        " harness); every Python is the interpreter itself (`--python`; a pyenv shim on PATH would"
-        " add a shell script's start-up) with one bytecode cache (PYTHONPYCACHEPREFIX) warmed by the"
-        " uncounted first round, as a pip-installed package has its bytecode compiled.",
+        " harness). "
+        + (
+            "Every timed Python is a new venv's (`python -m venv`, then `pip install` of a copy of this"
+            " checkout: not editable, bytecode compiled by pip, dependencies from the index), so that"
+            " no global package slows its start-up; `import colab_ssh` is timed inside the process."
+            if args.python is None
+            else "Every Python is the interpreter itself (`--python`; a pyenv shim on PATH would add a"
+            " shell script's start-up) with one bytecode cache (PYTHONPYCACHEPREFIX) warmed by the"
+            " uncounted first round, as a pip-installed package has its bytecode compiled."
+        ),
         "Our sshd listens on all interfaces (colab_ssh passes no ListenAddress) on a free port; the"
         " recipe's and the floor's listen on 127.0.0.1.",
         "ngrok: `tests/stand_ins/ngrok` (a Python script that answers pyngrok locally and relays TCP)"
@@ -135,8 +173,42 @@ def _notes(args: argparse.Namespace, monitor: bool, cpu: tuple[float, float], lo
         "Memory: VmRSS of a fresh Python process at each step; 'IPython loaded first' imports IPython"
         " before colab_ssh, as a notebook kernel has it loaded.",
         monitor_note,
+        *cold_notes(args),
         f"Load average at the start of the run: {load}. Other processes on the machine share its"
         " 2 cores; medians damp, not remove, their effect.",
+    ]
+
+
+def cold_notes(args: argparse.Namespace) -> list[str]:
+    """How the cold start was set up, with its parameters."""
+    return [
+        "Cold start: a private mount namespace per run (`unshare --mount`, benchmarks/cold_runtime.py):"
+        " overlays on /usr and /var and copies of /etc and /var/lib/dpkg on a tmpfs, then"
+        " `dpkg --purge openssh-server openssh-sftp-server` there, so the machine's own sshd is never"
+        " touched. apt's only source there is a local repository (`deb [trusted=yes] http://... ./`,"
+        " the installed version's .debs fetched once with `apt-get download`, `dpkg-scanpackages`);"
+        " its lists are read before the run, as a runtime has them. The install is colab_ssh's own"
+        " (`apt-get install -y -q --no-install-recommends openssh-server`, host keys generated by"
+        " the package).",
+        f"Cold start's downloads: `benchmarks/file_server.py`, {args.rtt_ms:g} ms round trip (one per"
+        f" request, one more per connection; no TLS), {args.mbit:g} Mbit/s. The agent: the stand-in"
+        " (tests/stand_ins/ngrok) in a .tgz as pyngrok's installer expects, padded with random bytes"
+        f" to {args.agent_mb:g} MB (the real archive's order of size), from pyngrok's own installer"
+        " with its CDN address pointed at the local server (patched as pyngrok.installer loads);"
+        f" its login to its cloud takes {args.session_s:g} s (STAND_IN_NGROK_SESSION_DELAY)."
+        f" Drive: `drive.mount()` of a google.colab stand-in returns after {args.consent_s:g} s (the"
+        " user's consent and Drive's start, as one fixed delay); the process plays a notebook kernel"
+        " (only a cell may mount Drive).",
+        "Cold start's timing: a fresh `python -c` (entered into the namespace with `nsenter`) from"
+        " spawn until `sshpass -e ssh user@host true` through the tunnel's address succeeds (the"
+        " generated password, read from the process's stdout); the ngrok agent's download is"
+        " removed before every run. Today's order is the same code with engineer D's seam"
+        " `colab_ssh.parallel_steps.CONCURRENT = False`, in the same rounds, alternating which goes"
+        " first. Each step alone: the install (`ensure_package()` in a fresh namespace), the"
+        " download (`installer.install_ngrok()`), the consent (`drive.mount()`), the agent's"
+        " start-up (`NgrokTunnel.open()` with the agent on disk), each in a process of its own,"
+        " timed inside after its imports; the warm start (spawn to `start_ssh(tunnel='none')`"
+        " returning) from row 1.",
     ]
 
 
@@ -176,11 +248,17 @@ def main(argv: list[str] | None = None) -> int:
     load = _load_average()
     work = Path(tempfile.mkdtemp(prefix="colab_ssh_bench.")) if args.work_dir is None else args.work_dir
     work.mkdir(parents=True, exist_ok=True)
-    python = args.python
-    # `python3` (the stand-in agent's shebang) should be the interpreter itself, not a shim.
-    env = child_env(work / "pycache", PATH=f"{Path(python).parent}:{os.environ.get('PATH', '')}")
     ngrok = NgrokCloud.create(work / "ngrok")
     try:
+        if args.python is None:
+            log("A clean venv with this checkout pip-installed")
+            python = clean_venv(work / "venv", sys.executable)
+            env = venv_env(python)
+        else:
+            python = args.python
+            # `python3` (the stand-in agent's shebang) should be the interpreter itself, not a shim.
+            env = child_env(work / "pycache", PATH=f"{Path(python).parent}:{os.environ.get('PATH', '')}")
+        timed_python = _describe(python, args)
         with temporary_user() as user:
             log(f"Start-up: {args.repeat} rounds (+1 warm-up) of floor, ours, recipe, ours via ngrok")
             startup = measure_startup(
@@ -205,12 +283,33 @@ def main(argv: list[str] | None = None) -> int:
                 python=python, env=env, ngrok=ngrok, work=work, user=user, repeat=min(args.repeat, 3)
             )
             slow_link = _slow_link(args, user, work)
+            cold_settings = ColdSettings(
+                consent_s=args.consent_s,
+                rtt_ms=args.rtt_ms,
+                mbit=args.mbit,
+                agent_mb=args.agent_mb,
+                session_s=args.session_s,
+                repeat=args.cold_repeat,
+            )
+            log(f"Cold start: {args.cold_repeat} rounds (+1 warm-up), with and without Drive, both orders")
+            cold = measure_cold(
+                python=python,
+                env=env,
+                ngrok=ngrok,
+                work=work,
+                user=user,
+                settings=cold_settings,
+                warm=startup.ours_returned,
+                progress=log,
+            )
     finally:
         if args.work_dir is None:
             shutil.rmtree(work, ignore_errors=True)
     settings = {
         "settings": f"--repeat {args.repeat}, --sshfs-repeat {args.sshfs_repeat}, --files {args.files},"
-        f" --delay-ms {args.delay_ms:g}",
+        f" --delay-ms {args.delay_ms:g}, --cold-repeat {args.cold_repeat}, --consent-s {args.consent_s:g},"
+        f" --rtt-ms {args.rtt_ms:g}, --mbit {args.mbit:g}, --agent-mb {args.agent_mb:g},"
+        f" --session-s {args.session_s:g}",
         "delay": f"{args.delay_ms:g} ms",
         "files": str(args.files),
     }
@@ -218,7 +317,7 @@ def main(argv: list[str] | None = None) -> int:
         command=_command_line(argv),
         started=started_at,
         duration_s=time.perf_counter() - started,
-        machine={**machine_info(), "host": platform.node() or "unknown"},
+        machine={**machine_info(), "host": platform.node() or "unknown", "timed Python": timed_python},
         settings=settings,
         startup=startup,
         rerun_none=rerun_none,
@@ -230,6 +329,7 @@ def main(argv: list[str] | None = None) -> int:
         sshfs=slow_link.sshfs,
         sshfs_options=slow_link.sshfs_options,
         memory=memory,
+        cold=cold,
         notes=_notes(args, memory.monitor, (memory.monitor_cpu_process, memory.monitor_cpu_sshd), load),
     )
     text = render(report)

@@ -1,0 +1,1 @@
+"""google, as far as the cold-start benchmark's google.colab stand-in needs it."""
