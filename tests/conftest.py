@@ -101,6 +101,7 @@ def ngrok_api(ngrok_cloud: NgrokCloud, monkeypatch: pytest.MonkeyPatch) -> Itera
         monkeypatch.setenv("COLAB_SSH_NGROK_API_URL", api.url)
         monkeypatch.delenv("NGROK_API_KEY", raising=False)
         yield api
+    assert api.failures == [], "the ngrok API stand-in failed (a broken test, not an API answer)"
 
 
 @pytest.fixture

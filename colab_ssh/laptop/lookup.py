@@ -44,6 +44,7 @@ API_KEYS_PAGE = "https://dashboard.ngrok.com/api-keys"
 API_TIMEOUT = 10.0  # seconds per request
 PAGE_SIZE = 100  # the API's largest page
 MAX_PAGES = 50  # 5000 endpoints; a next_page_uri that never ends is not followed for ever
+ATTEMPTS = 2  # per request, when the connection drops before an answer
 
 
 class LookupFailed(Exception):
@@ -183,14 +184,21 @@ def _get_json(opener: urllib.request.OpenerDirector, url: str, api_key: str) -> 
         url,
         headers={"Authorization": f"Bearer {api_key}", "Ngrok-Version": "2", "Accept": "application/json"},
     )
-    try:
-        with opener.open(request, timeout=API_TIMEOUT) as answer:
-            body = answer.read()
-    except urllib.error.HTTPError as error:
-        raise LookupFailed(api_error(error.code, error.read(), api_key)) from None
-    except (urllib.error.URLError, OSError) as error:
-        reason = getattr(error, "reason", None) or error
-        raise LookupFailed(f"could not reach ngrok's API at {url}: {_redact(str(reason), api_key)}") from None
+    for attempt in range(ATTEMPTS):
+        try:
+            with opener.open(request, timeout=API_TIMEOUT) as answer:
+                body = answer.read()
+            break
+        except urllib.error.HTTPError as error:
+            raise LookupFailed(api_error(error.code, error.read(), api_key)) from None
+        except (urllib.error.URLError, OSError) as error:
+            reason = getattr(error, "reason", None) or error
+            # A connection dropped before any answer (reset, closed) is worth one more try;
+            # a refused or unresolvable address is not.
+            dropped = isinstance(reason, ConnectionResetError | ConnectionAbortedError)
+            if not dropped or attempt + 1 == ATTEMPTS:
+                shown = _redact(str(reason), api_key)
+                raise LookupFailed(f"could not reach ngrok's API at {url}: {shown}") from None
     try:
         return json.loads(body)
     except (UnicodeDecodeError, ValueError):

@@ -30,6 +30,7 @@ import json
 import os
 import secrets
 import threading
+import traceback
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -157,8 +158,8 @@ def serve_ngrok_api(api: NgrokApi) -> Iterator[NgrokApi]:
         def do_GET(self) -> None:
             try:
                 status, body = api.answer(self.path, {k.lower(): v for k, v in self.headers.items()})
-            except Exception as error:  # a broken stand-in is a broken test: say why, loudly
-                api.failures.append(repr(error))
+            except Exception:  # a broken stand-in is a broken test: the fixture fails it, saying why
+                api.failures.append(traceback.format_exc())
                 raise
             data = json.dumps(body).encode()
             self.send_response(status)
