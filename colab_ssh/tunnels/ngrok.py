@@ -20,6 +20,7 @@ Things pyngrok would do by default that we avoid:
 from __future__ import annotations
 
 import contextlib
+import http.client
 import json
 import logging
 import os
@@ -395,7 +396,9 @@ class NgrokTunnel:
             return False
         try:
             tunnels = ngrok.get_tunnels(config)
-        except PyngrokError:
+        except (PyngrokError, OSError, http.client.HTTPException):
+            # pyngrok wraps only URLError and HTTPError (ngrok.py, api_request): an agent that dies
+            # while answering resets the connection, which arrives as ConnectionResetError.
             return False
         return any(tunnel.public_url == self._public_url for tunnel in tunnels)
 

@@ -7,6 +7,8 @@ import logging
 import os
 import re
 import signal
+import socket
+import struct
 import subprocess
 import threading
 import time
@@ -14,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from pyngrok import conf, installer
+from pyngrok import conf, installer, process
 
 from colab_ssh import (
     AuthtokenMissingError,
@@ -24,9 +26,11 @@ from colab_ssh import (
     NgrokDownloadError,
     NgrokSessionLimitError,
     NgrokTcpNeedsCardError,
+    ssh_status,
     start_ssh,
     stop_ssh,
 )
+from colab_ssh.paths import Paths
 from colab_ssh.system import read_password_hash
 
 from ..support.host import SshClient, our_processes
@@ -146,6 +150,43 @@ def test_a_killed_agent_is_brought_back(test_user, port, state_dir, ngrok_cloud:
 
     assert agent_pids(state_dir) not in ([], [agent])
     assert ssh.run(again, "true").returncode == 0
+
+
+def test_an_agent_api_that_resets_the_connection_is_an_agent_not_alive(
+    test_user, port, state_dir, ngrok_cloud: NgrokCloud
+):
+    """An agent killed while alive() asks its local API (ssh_status(), the monitor) resets the
+    connection, and pyngrok wraps only URLError and HTTPError (pyngrok/ngrok.py, api_request), so
+    the reset comes out as ConnectionResetError. A listener that resets every connection stands in
+    for the dying agent's API: the tunnel is reported down, never an exception from ssh_status()."""
+    start_ngrok(
+        test_user, port, state_dir, authtoken=ngrok_cloud.add_account("tok_reset_6"), monitor_interval=None
+    )
+    resetting = socket.create_server(("127.0.0.1", 0))
+
+    def reset_each() -> None:
+        while True:
+            try:
+                connection, _ = resetting.accept()
+            except OSError:
+                return
+            connection.recv(1024)  # the request has arrived: the agent dies while answering it
+            connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            connection.close()  # with SO_LINGER 0: a reset, not an orderly end
+
+    threading.Thread(target=reset_each, daemon=True).start()
+    launcher = Paths(state_dir=state_dir).ngrok_launcher  # what pyngrok runs: our launcher of the agent
+    agent = process.get_process(conf.PyngrokConfig(ngrok_path=str(launcher)))  # the running one
+    api_url = agent.api_url
+    agent.api_url = f"http://127.0.0.1:{resetting.getsockname()[1]}"
+    try:
+        status = ssh_status()
+    finally:
+        agent.api_url = api_url
+        resetting.close()
+
+    assert status.running and not status.tunnel_alive and status.sshd_alive
+    assert ssh_status().tunnel_alive  # the real agent's API answers again
 
 
 def test_the_agent_is_in_its_own_session(test_user, port, state_dir, ngrok_cloud: NgrokCloud):
