@@ -17,6 +17,8 @@ a new port: through a lookup source, ``ssh colab`` works again with no new paste
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
 import pwd
 import shutil
@@ -28,14 +30,16 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
 
-from colab_ssh import Connection, ssh_status, start_ssh
+from colab_ssh import Connection, ssh_status, start_ssh, stop_ssh
+from colab_ssh.published import ADDRESS_FILE, render_address
 
 from ..support.host import have, our_processes
-from ..support.stand_ins import TESTS, NgrokCloud
+from ..support.stand_ins import STAND_IN_NGROK, TESTS, NgrokCloud
 
 SYSTEM_PYTHON = "/usr/bin/python3"  # what a laptop has; ours lives under /root, closed to others
 CHECKOUT = TESTS.parent
@@ -195,9 +199,11 @@ def start_runtime(test_user, port, state_dir, host_keys_dir, laptop: Laptop, tok
 
 
 def agent_pid(state_dir: Path) -> int:
+    """The ngrok agent's pid: the process running the stand-in (its config is in the state folder)."""
     (pid,) = [
-        pid for pid in our_processes(state_dir) if b"ngrok" in Path(f"/proc/{pid}/cmdline").read_bytes()
-    ]
+        pid for pid in our_processes(state_dir)
+        if str(STAND_IN_NGROK).encode() in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    ]  # fmt: skip
     return pid
 
 
@@ -210,6 +216,13 @@ def reopen_tunnel(state_dir: Path, before: Connection) -> Connection:
         if status.tunnel_alive and status.connection is not None and status.connection.port != before.port:
             return status.connection
         assert time.monotonic() < deadline, f"the tunnel did not come back: {status}"
+        time.sleep(0.2)
+
+
+def wait_until(condition: Callable[[], bool], seconds: float = RECOVERY_SECONDS) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
         time.sleep(0.2)
 
 
@@ -340,6 +353,96 @@ def test_disconnect_removes_exactly_the_block_and_the_pinned_lines(
     assert laptop.known_hosts.read_bytes() == own_known
     gone = laptop.ssh("-o", "ControlPath=none", "colab", "true")
     assert gone.returncode != 0 and "colab" in gone.stderr
+
+
+# --- a new address with no new paste: the lookup sources --------------------------------------
+
+
+def sync(source: Path, laptop: Laptop) -> Path:
+    """What Google Drive for desktop does: a copy of the runtime's host_keys_dir, in the laptop's home."""
+    synced = laptop.home / "Google Drive" / "My Drive" / source.name
+    shutil.rmtree(synced, ignore_errors=True)
+    shutil.copytree(source, synced)
+    entry = pwd.getpwnam(laptop.user)
+    for path in [laptop.home / "Google Drive", *(laptop.home / "Google Drive").rglob("*")]:
+        os.chown(path, entry.pw_uid, entry.pw_gid)
+    return synced
+
+
+def address_port(folder: Path) -> int:
+    return int(json.loads((folder / ADDRESS_FILE).read_text())["port"])
+
+
+def test_from_a_synced_folder_a_new_address_needs_no_paste(
+    test_user, port, state_dir, host_keys_dir, laptop, ngrok_cloud
+):
+    first = start_runtime(
+        test_user, port, state_dir, host_keys_dir, laptop, ngrok_cloud.add_account("tok_lap_6")
+    )
+    synced = sync(host_keys_dir, laptop)
+    connect(laptop, first, "--from", str(synced))
+    assert laptop.ssh("colab", "true").returncode == 0
+    config = laptop.config.read_bytes()
+    assert f"proxy colab --alias {first.host_key_alias} --from " in block_of(laptop)
+
+    moved = reopen_tunnel(state_dir, first)
+    wait_until(lambda: address_port(host_keys_dir) == moved.port)
+    sync(host_keys_dir, laptop)
+    login = eventually(lambda: laptop.ssh("colab", "id -un"))
+
+    assert login.returncode == 0, login.stderr
+    assert login.stdout.strip() == test_user
+    assert laptop.config.read_bytes() == config  # no new connect, no change
+    assert f"Port {first.port}\n" in block_of(laptop)  # the block still names the first address
+
+
+def test_through_ngroks_api_a_new_address_needs_no_paste(
+    test_user, port, state_dir, host_keys_dir, laptop, ngrok_cloud, ngrok_api
+):
+    """NGROK_API_KEY set where connect runs makes the ngrok API the source; ssh's ProxyCommand
+    reads the key from the environment ssh runs in, and it is written nowhere."""
+    token = ngrok_cloud.add_account("tok_lap_7")
+    first = start_runtime(test_user, port, state_dir, host_keys_dir, laptop, token)
+    api = {"NGROK_API_KEY": ngrok_api.add_key(token), "COLAB_SSH_NGROK_API_URL": ngrok_api.url}
+    connect(laptop, first, extra_env=api)
+    assert laptop.ssh("colab", "true", extra_env=api).returncode == 0
+    config = laptop.config.read_bytes()
+    assert f"proxy colab --alias {first.host_key_alias} --ngrok-api %h %p" in block_of(laptop)
+
+    moved = reopen_tunnel(state_dir, first)
+    login = eventually(lambda: laptop.ssh("colab", "id -un", extra_env=api))
+
+    assert login.returncode == 0, login.stderr
+    assert login.stdout.strip() == test_user
+    assert laptop.config.read_bytes() == config and moved.port != first.port
+    for path in (laptop.home / ".ssh").iterdir():  # files; ssh's connection-sharing sockets aside
+        assert not path.is_file() or api["NGROK_API_KEY"].encode() not in path.read_bytes(), path
+    assert ngrok_api.failures == []
+
+
+def test_a_hostile_address_fails_the_host_key_check(
+    test_user, port, state_dir, host_keys_dir, laptop, ngrok_cloud, tmp_path
+):
+    """A source that names our alias but leads to another server (here: a runtime with other host
+    keys) gets no login: ssh finds a key that is not the one pinned under the alias."""
+    token = ngrok_cloud.add_account("tok_lap_8")
+    ours = start_runtime(test_user, port, state_dir, host_keys_dir, laptop, token)
+    synced = sync(host_keys_dir, laptop)
+    connect(laptop, ours, "--from", str(synced))
+    assert laptop.ssh("colab", "true").returncode == 0
+    laptop.end_processes()  # its connection master
+    stop_ssh()
+    other_keys = tmp_path / "other-keys"
+    other_keys.mkdir(mode=0o700)
+    other = start_runtime(test_user, port, state_dir, other_keys, laptop, token)
+    assert other.host_key_alias != ours.host_key_alias
+    hostile = dataclasses.replace(ours.connect_details, host=other.host, port=other.port)
+    (synced / ADDRESS_FILE).write_text(render_address(hostile, datetime.now(timezone.utc)))
+
+    login = laptop.ssh("colab", "true")
+
+    assert login.returncode == 255
+    assert "Host key verification failed" in login.stderr, login.stderr
 
 
 # --- a tunnel whose client needs a program: cloudflared ---------------------------------------
