@@ -22,6 +22,7 @@ import pytest
 from pyngrok import conf, ngrok
 
 from colab_ssh import Connection, NgrokAuthtokenError, ssh_status, start_ssh
+from colab_ssh.laptop.lookup import from_ngrok_api
 from colab_ssh.paths import Paths
 from colab_ssh.published import ADDRESS_FILE
 
@@ -404,3 +405,37 @@ def test_the_client_command_from_the_file_follows_a_new_hostname(
     again = ssh_through_proxy(first, client_key, tmp_path, proxy)  # ssh's %h is the dead hostname
     assert again.returncode == 0, again.stderr
     assert again.stdout.strip() == test_user
+
+
+def test_a_connection_dropped_before_the_answer_is_tried_once_more():
+    """The first connection is closed unanswered (a restarting load balancer); the second is answered."""
+    server = socket.create_server(("127.0.0.1", 0))
+    tagged = json.dumps({"colab_ssh_host_key_alias": "colab-ssh-abcdef0123"})
+    body = json.dumps(
+        {"endpoints": [{"id": "ep_1", "public_url": "tcp://5.tcp.ngrok.io:12345", "metadata": tagged}]}
+    ).encode()
+    seen: list[bytes] = []
+
+    def serve() -> None:
+        for answer in (False, True):
+            conn, _ = server.accept()
+            with conn:
+                seen.append(conn.recv(65536))
+                if answer:
+                    conn.sendall(
+                        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n"
+                        + f"Content-Length: {len(body)}\r\n\r\n".encode()
+                        + body
+                    )
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    environ = {"NGROK_API_KEY": "k", "COLAB_SSH_NGROK_API_URL": f"http://127.0.0.1:{server.getsockname()[1]}"}
+    try:
+        found = from_ngrok_api("colab-ssh-abcdef0123", environ)
+    finally:
+        server.close()
+        thread.join(5)
+
+    assert (found.host, found.port) == ("5.tcp.ngrok.io", 12345)
+    assert len(seen) == 2 and all(request.startswith(b"GET /endpoints?limit=100 ") for request in seen)
