@@ -179,6 +179,7 @@ class Steps:
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> Literal[False]:
+        in_flight = exc
         if exc is None:
             try:
                 for step in self._steps:  # a step nobody asked for still has to finish (or fail)
@@ -199,7 +200,7 @@ class Steps:
             self._undo.__exit__(type(first), first, first.__traceback__)
         if interrupted:
             raise KeyboardInterrupt
-        if first is exc:
+        if first is in_flight:
             return False  # the exception in flight goes on unchanged
         raise first
 

@@ -97,8 +97,17 @@ def _run_apt(argv: list[str], log_path: Path) -> subprocess.CompletedProcess[str
     # apt keeps the caller's environment (proxies, APT_CONFIG); one too large to exec is an error.
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     try:
+        # Its own session: a notebook's interrupt signals the kernel's whole process group
+        # (jupyter_client's LocalProvisioner.send_signal uses killpg), and dpkg stopped halfway
+        # leaves a package half-configured; start_ssh() waits for apt instead, then undoes.
         result = subprocess.run(
-            argv, stdin=subprocess.DEVNULL, capture_output=True, text=True, env=env, check=False
+            argv,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            env=env,
+            check=False,
+            start_new_session=True,
         )
     except OSError as error:
         raise PackageInstallError(f"Could not run {argv[0]}: {error}.", output_tail="") from None

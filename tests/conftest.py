@@ -7,6 +7,7 @@ imported from a conftest."""
 from __future__ import annotations
 
 import sys
+import time
 import types
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +22,7 @@ from .support.stand_ins import (
     GitHubStandIn,
     NgrokCloud,
     _PublishedKeys,
+    consent_refusal,
     refuse_outside_a_kernel,
     serve_paths,
 )
@@ -56,6 +58,9 @@ def colab(monkeypatch: pytest.MonkeyPatch) -> ColabStub:
 
     def mount(path: str) -> None:
         refuse_outside_a_kernel(stub)
+        time.sleep(stub.consent_seconds)  # the user reads Google's pop-up
+        if stub.consent_refused:
+            raise consent_refusal()
         stub.mounts.append(path)
 
     google = types.ModuleType("google")

@@ -15,6 +15,7 @@ import pytest
 from colab_ssh import stop_ssh
 
 from ..support.host import ClientKey, make_client_key, our_processes
+from ..support.stand_ins import APT_STAND_IN
 
 if os.geteuid() != 0 or not sys.platform.startswith("linux"):
     pytest.exit(
@@ -41,6 +42,22 @@ def stop_everything(state_dir: Path) -> Iterator[None]:
     yield
     stop_ssh(state_dir=state_dir)
     assert our_processes(state_dir) == [], "processes left running after stop_ssh()"
+
+
+@pytest.fixture
+def apt(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Path, Path]:
+    """The apt-get stand-in (stand_ins.APT_STAND_IN) first on PATH: (the script, its call log, tmp_path)."""
+    script = tmp_path / "apt-get"
+    script.write_text(APT_STAND_IN)
+    script.chmod(0o755)
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    calls = tmp_path / "calls"
+    monkeypatch.setenv("APT_CALLS", str(calls))
+    monkeypatch.setenv("APT_BIN", str(bin_dir))
+    monkeypatch.setenv("APT_LISTS_FRESH", str(tmp_path / "fresh"))
+    monkeypatch.setenv("PATH", f"{tmp_path}:{bin_dir}:{os.environ['PATH']}")
+    return script, calls, tmp_path
 
 
 @pytest.fixture

@@ -22,10 +22,8 @@ from colab_ssh import (
     start_ssh,
     stop_ssh,
 )
-from colab_ssh.paths import Paths
-from colab_ssh.system import read_password_hash
 
-from ..support.host import home_of, make_client_key, our_processes
+from ..support.host import home_of, machine_state, make_client_key
 from ..support.stand_ins import GitHubStandIn, NgrokCloud
 
 GOOD_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFMivxONclMHUx+G5Wjm/C0crwJB1VJ/w9EqolwGOeE1 me@laptop"
@@ -235,22 +233,6 @@ def test_the_table_is_big_and_distinct():
     assert len({name for name, *_ in CASES}) == len(CASES)
 
 
-def snapshot(state_dir: Path, user: str) -> dict[str, object]:
-    def read(path: Path) -> bytes | None:
-        return path.read_bytes() if path.exists() else None
-
-    return {
-        "sshd_config": read(state_dir / "sshd_config"),
-        "authorized_keys": read(home_of(user) / ".ssh" / "authorized_keys"),
-        "profile": read(Paths(state_dir=state_dir).profile_script),
-        "session_environment": read(Paths(state_dir=state_dir).session_env_file),
-        "password_record": read(Paths(state_dir=state_dir).password_record),
-        "password": read_password_hash(Path("/etc/shadow"), user),
-        "processes": our_processes(state_dir),
-        "ngrok_config": read(state_dir / "ngrok.yml"),
-    }
-
-
 @pytest.mark.parametrize(("name", "make", "error", "message"), CASES, ids=[case[0] for case in CASES])
 def test_bad_input_is_refused_and_changes_nothing(
     name,
@@ -293,7 +275,7 @@ def test_bad_input_is_refused_and_changes_nothing(
         "quiet": True,
     }
     arguments.update(make(context))
-    before = snapshot(state_dir, test_user)
+    before = machine_state(state_dir, test_user)
 
     # ...when start_ssh() gets the bad input...
     try:
@@ -305,4 +287,4 @@ def test_bad_input_is_refused_and_changes_nothing(
     # ...then the error names the problem, and nothing changed.
     assert message in str(raised.value)
     assert raised.type is not SshdStartError
-    assert snapshot(state_dir, test_user) == before
+    assert machine_state(state_dir, test_user) == before

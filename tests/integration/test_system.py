@@ -6,6 +6,8 @@ import os
 import shutil
 import stat
 import subprocess
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -16,39 +18,6 @@ from colab_ssh.sshd_config import SshdSettings, render_sshd_config
 from colab_ssh.system import ensure_package, restore_file, write_file
 
 from ..support.host import our_processes
-
-# Stands in for apt-get where the real one would need a broken package list: it records each call and
-# answers like apt does. What it answers is read from files the test writes.
-APT_STAND_IN = """#!/bin/sh
-echo "$* DEBIAN_FRONTEND=$DEBIAN_FRONTEND" >> "$APT_CALLS"
-case "$1" in
-  update) echo "Reading package lists... Done"; exit 0 ;;
-  install)
-    if [ -f "$APT_LISTS_FRESH" ] || [ "$APT_MODE" = ok ]; then
-      printf '#!/bin/sh\\necho fake\\n' > "$APT_BIN/fakeprog"; chmod +x "$APT_BIN/fakeprog"
-      echo "Setting up fakepkg (1.0) ..."; exit 0
-    fi
-    if [ "$APT_MODE" = broken ]; then
-      echo "E: Sub-process /usr/bin/dpkg returned an error code (1)" >&2; exit 100
-    fi
-    echo "E: Unable to locate package fakepkg" >&2; exit 100 ;;
-esac
-"""
-
-
-@pytest.fixture
-def apt(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    script = tmp_path / "apt-get"
-    script.write_text(APT_STAND_IN)
-    script.chmod(0o755)
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    calls = tmp_path / "calls"
-    monkeypatch.setenv("APT_CALLS", str(calls))
-    monkeypatch.setenv("APT_BIN", str(bin_dir))
-    monkeypatch.setenv("APT_LISTS_FRESH", str(tmp_path / "fresh"))
-    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
-    return script, calls, tmp_path
 
 
 def test_install_without_update_when_lists_are_fine(apt, monkeypatch):
@@ -159,3 +128,27 @@ def test_an_environment_too_large_to_exec_is_a_clear_error_for_apt(tmp_path, mon
             policy_rc_d=tmp_path / "policy-rc.d",
         )
     assert not (tmp_path / "policy-rc.d").exists()
+
+
+def test_apt_runs_in_its_own_session_out_of_reach_of_a_notebooks_interrupt(apt, monkeypatch):
+    """A notebook's interrupt goes to the kernel's whole process group (jupyter_client's
+    LocalProvisioner.send_signal uses killpg); dpkg stopped halfway leaves a broken package."""
+    script, _calls, tmp = apt
+    monkeypatch.setenv("APT_MODE", "ok")
+    monkeypatch.setenv("APT_SECONDS", "1")
+    sessions: list[int] = []
+
+    def watch() -> None:
+        deadline = time.monotonic() + 10
+        while not sessions and time.monotonic() < deadline:
+            sessions.extend(os.getsid(pid) for pid in our_processes(script))
+            time.sleep(0.01)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    ensure_package(
+        "fakeprog", "fakepkg", log_path=tmp / "apt.log", apt_get=str(script), policy_rc_d=tmp / "policy-rc.d"
+    )
+    watcher.join()
+
+    assert sessions and os.getsid(0) not in sessions

@@ -10,12 +10,11 @@ from pathlib import Path
 import pytest
 
 from colab_ssh import TunnelError, core, ssh_status, start_ssh, stop_ssh
-from colab_ssh.paths import Paths
-from colab_ssh.system import local_address, read_password_hash
+from colab_ssh.system import local_address
 from colab_ssh.tunnels import Endpoint
 
 from ..support.endpoints import BAD_ENDPOINTS, INJECTED
-from ..support.host import our_processes
+from ..support.host import machine_state
 
 
 class ScriptedTunnel:
@@ -40,20 +39,6 @@ class ScriptedTunnel:
     def close(self) -> None:
         self.closed += 1
         self.is_open = False
-
-
-def machine_state(state_dir: Path, user: str) -> dict[str, object]:
-    def read(path: Path) -> bytes | None:
-        return path.read_bytes() if path.exists() else None
-
-    return {
-        "sshd_config": read(state_dir / "sshd_config"),
-        "profile": read(Paths(state_dir=state_dir).profile_script),
-        "session_environment": read(Paths(state_dir=state_dir).session_env_file),
-        "password_record": read(Paths(state_dir=state_dir).password_record),
-        "password": read_password_hash(Path("/etc/shadow"), user),
-        "processes": our_processes(state_dir),
-    }
 
 
 @pytest.mark.parametrize(

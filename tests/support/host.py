@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from colab_ssh import Connection
+from colab_ssh.paths import Paths
+from colab_ssh.system import read_password_hash
 
 
 def free_port() -> int:
@@ -34,6 +36,27 @@ def our_processes(state_dir: Path) -> list[int]:
         if str(state_dir) in command_line and status != "Z":
             found.append(int(entry.name))
     return found
+
+
+def machine_state(state_dir: Path, user: str) -> dict[str, object]:
+    """What a start changes on the machine, to compare before and after a start that failed: sshd's
+    config, the user's authorized_keys and password, the session environment and its profile hook,
+    the saved password record, ngrok's token file, and our processes."""
+    paths = Paths(state_dir=state_dir)
+
+    def read(path: Path) -> bytes | None:
+        return path.read_bytes() if path.exists() else None
+
+    return {
+        "sshd_config": read(paths.sshd_config),
+        "authorized_keys": read(home_of(user) / ".ssh" / "authorized_keys"),
+        "profile": read(paths.profile_script),
+        "session_environment": read(paths.session_env_file),
+        "password_record": read(paths.password_record),
+        "password": read_password_hash(paths.shadow_file, user),
+        "processes": our_processes(state_dir),
+        "ngrok_config": read(paths.ngrok_config),
+    }
 
 
 def live_processes_of(user: str) -> list[str]:

@@ -5,14 +5,42 @@ from __future__ import annotations
 
 import contextlib
 import http.server
+import io
 import json
+import tarfile
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 TESTS = Path(__file__).resolve().parent.parent
 STAND_IN_NGROK = TESTS / "stand_ins" / "ngrok"
+
+# Stands in for apt-get where the real one would need the internet or a broken package list: it
+# records each call and answers like apt does (what it answers is read from files and variables
+# the test sets). An install takes APT_SECONDS; once it succeeds, the package's program is in
+# APT_BIN: a link to APT_LINK if set (a real program the package would bring), else "fakeprog".
+APT_STAND_IN = """#!/bin/sh
+echo "$* DEBIAN_FRONTEND=$DEBIAN_FRONTEND" >> "$APT_CALLS"
+case "$1" in
+  update) echo "Reading package lists... Done"; exit 0 ;;
+  install)
+    sleep "${APT_SECONDS:-0}"
+    if [ -f "$APT_LISTS_FRESH" ] || [ "$APT_MODE" = ok ]; then
+      if [ -n "$APT_LINK" ]; then
+        ln -sf "$APT_LINK" "$APT_BIN/"
+      else
+        printf '#!/bin/sh\\necho fake\\n' > "$APT_BIN/fakeprog"; chmod +x "$APT_BIN/fakeprog"
+      fi
+      echo "Setting up fakepkg (1.0) ..."; exit 0
+    fi
+    if [ "$APT_MODE" = broken ]; then
+      echo "E: Sub-process /usr/bin/dpkg returned an error code (1)" >&2; exit 100
+    fi
+    echo "E: Unable to locate package fakepkg" >&2; exit 100 ;;
+esac
+"""
 
 
 @dataclass
@@ -24,6 +52,21 @@ class ColabStub:
     mounts: list[str] = field(default_factory=list)
     # Whether this test process plays a notebook kernel (the default) or a terminal / supervisor.
     in_kernel: bool = True
+    # How long the user takes to answer Google's consent pop-up in drive.mount(), and whether
+    # they refuse it (then drive.mount() raises what the real one does: consent_refusal()).
+    consent_seconds: float = 0.0
+    consent_refused: bool = False
+
+
+class MessageError(Exception):
+    """google.colab._message.MessageError: what drive.mount() raises when the front end answers its
+    consent request with an error, as when the user refuses or closes the pop-up
+    (google/colab/_message.py read_reply_from_input; googlecolab/colabtools#5531 shows the
+    traceback: "MessageError: Error: credential propagation was unsuccessful")."""
+
+
+def consent_refusal() -> MessageError:
+    return MessageError("Error: credential propagation was unsuccessful")
 
 
 def refuse_outside_a_kernel(stub: ColabStub) -> None:
@@ -71,16 +114,20 @@ class GitHubStandIn:
 
 
 @contextlib.contextmanager
-def serve_paths(routes: dict[str, bytes], requests: list[str] | None = None) -> Iterator[str]:
+def serve_paths(
+    routes: dict[str, bytes], requests: list[str] | None = None, *, delay: float = 0.0
+) -> Iterator[str]:
     """A real HTTP server on 127.0.0.1 answering GET for ``routes`` (404 otherwise); yields its URL.
 
-    ``routes`` is read at request time, so a test may add paths while the server runs.
+    ``routes`` is read at request time, so a test may add paths while the server runs. ``delay``:
+    seconds before each answer (a slow link, so that a download takes a while).
     """
 
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             if requests is not None:
                 requests.append(self.path)
+            time.sleep(delay)
             if self.path not in routes:
                 self.send_error(404, "Not Found")
                 return
@@ -145,3 +192,15 @@ def http_server(
     finally:
         server.shutdown()
         server.server_close()
+
+
+def ngrok_agent_archive() -> bytes:
+    """The stand-in agent packed as ngrok's download is: a .tgz holding one file, ``ngrok``
+    (pyngrok's installer extracts it next to PYNGROK_NGROK_PATH, installer.py)."""
+    data = STAND_IN_NGROK.read_bytes()
+    packed = io.BytesIO()
+    with tarfile.open(fileobj=packed, mode="w:gz") as archive:
+        entry = tarfile.TarInfo("ngrok")
+        entry.size, entry.mode = len(data), 0o755
+        archive.addfile(entry, io.BytesIO(data))
+    return packed.getvalue()
