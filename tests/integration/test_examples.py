@@ -20,6 +20,7 @@ import pytest
 from nbclient import NotebookClient
 
 from colab_ssh import Connection
+from colab_ssh.connect_code import decode
 
 from ..support.host import SshClient, our_processes
 from ..support.stand_ins import NgrokCloud
@@ -183,8 +184,14 @@ def check_pip_cells_are_skipped(notebook: Any) -> None:
 def check_card(cell: Any) -> None:
     card, text = card_of(cell)
     assert text.startswith("SSH server is up.")
-    ssh_command = re.search(r"ssh:\s+(ssh -p \d+ \S+)\n", text).group(1)  # type: ignore[union-attr]
-    assert f'<code class="cs-ssh">{ssh_command}</code>' in card
+    ssh_command = re.search(r"ssh:\s+(ssh -p (\d+) \S+)\n", text)
+    assert ssh_command is not None
+    assert f'<code class="cs-ssh">{ssh_command.group(1)}</code>' in card
+    # The laptop's line comes first, in both forms, and carries this runtime's address.
+    connect = re.search(r"^  (colab-ssh connect (cs1-\S+))$", text, re.M)
+    assert connect is not None and text.index(connect.group(1)) < text.index(ssh_command.group(1))
+    assert f'<code class="cs-connect">{connect.group(1)}</code>' in card
+    assert decode(connect.group(2)).port == int(ssh_command.group(2))
     assert not [output for output in cell.outputs if output["output_type"] == "error"]
 
 
