@@ -151,8 +151,8 @@ def _connect_note(connection: Connection) -> str:
     if connection.connect_command is None:
         return ""
     return (
-        '<div class="cs-note">The line <i>on your laptop</i>, after <code>pip install colab-ssh-host</code>'
-        " there (or <code>pipx install</code>), writes <code>Host "
+        '<div class="cs-note">The line <i>on your laptop</i> (with this package installed there too:'
+        " <code>pip</code> or <code>pipx</code>, as in the notebook) writes <code>Host "
         f"{_e(connection.config_alias)}</code> into <code>~/.ssh/config</code> and pins the host key:"
         f" then <code>ssh {_e(connection.config_alias)}</code>. No password or token is in it.</div>"
     )

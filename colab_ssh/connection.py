@@ -214,7 +214,7 @@ def render_details(connection: Connection) -> str:
     lines = ["SSH server is up.", ""]
     if connection.connect_command is not None:
         lines += [
-            "On your laptop (after `pip install colab-ssh-host` there), run:",
+            "On your laptop (with this package installed there too: pip or pipx, as in the notebook), run:",
             "",
             f"  {connection.connect_command}",
             "",

@@ -140,7 +140,7 @@ def test_the_text_starts_with_the_connect_line():
     assert lines[:5] == [
         "SSH server is up.",
         "",
-        "On your laptop (after `pip install colab-ssh-host` there), run:",
+        "On your laptop (with this package installed there too: pip or pipx, as in the notebook), run:",
         "",
         f"  {PLAIN.connect_command}",
     ]
