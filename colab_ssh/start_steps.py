@@ -21,7 +21,7 @@ from typing import Any
 from . import colab, session_files
 from . import password_record as password_record
 from .connection import DRIVE_PATH, Connection, alias_of_keys
-from .errors import ColabSSHError
+from .errors import ColabSSHError, SshdStartError
 from .host_keys import host_key_fingerprints, prepare_host_keys, save_address, system_host_keys
 from .keys import PublicKey, fetch_github_keys, install_authorized_keys, parse_public_key
 from .parallel_steps import Step, Steps
@@ -145,9 +145,10 @@ def bring_up(request: Request, progress: Progress, tunnel: Tunnel, keys: list[Pu
     What waits for what (``Steps`` runs a step beside this thread; parallel_steps.CONCURRENT
     False runs them one after another, in this order):
 
-        apt installs openssh-server --+
-        the tunnel's agent (download) +-- password, config, sshd -t --+-- sshd starts -----+-- up
-        Drive's consent (this thread) +   (chpasswd hashes meanwhile) +-- the tunnel opens -+
+        apt installs openssh-server --+                    +-- sshd -t --------+
+        the tunnel's agent (download) +-- password, config +-- sshd starts -----+-- up
+        Drive's consent (this thread) +  (chpasswd hashes  +-- the tunnel opens -+
+                                          meanwhile)
 
     The tunnel opens while sshd starts: it needs only the port number, and sshd answers on it
     long before a first client can come through the tunnel.
@@ -222,22 +223,31 @@ def bring_up(request: Request, progress: Progress, tunnel: Tunnel, keys: list[Pu
         session_files.write_session_environment(paths, account, environment)
         trusted_dir(paths.privsep_dir, create_mode=0o755).close()  # sshd checks it is root's too
 
-        validate_config(sshd_binary, paths.sshd_config, request.port)
+        # `sshd -t` checks the config while sshd starts from it: a config it rejects also stops
+        # sshd -D, and then the check's error (which names the bad line) is the one raised.
+        checked = steps.start(lambda: validate_config(sshd_binary, paths.sshd_config, request.port))
+        if not steps.concurrent:
+            steps.result(checked)  # one after another: the check first, as before
         fingerprints = host_key_fingerprints(host_keys)
         tag_endpoint(tunnel, endpoint_metadata(alias_of_keys(fingerprints)))  # ngrok's API lists it
         opened = steps.start(
             lambda: _open_tunnel(steps, agent, tunnel, request.port), cancel=_canceller(tunnel)
         )
         steps.undo(_close_if_started, opened, tunnel)
-        sshd = SshdProcess.launch(
-            sshd_binary,
-            paths.sshd_config,
-            request.port,
-            paths.sshd_log,
-            pid_file=paths.sshd_pid,
-            config_text=config_text,
-        )
+        try:
+            sshd = SshdProcess.launch(
+                sshd_binary,
+                paths.sshd_config,
+                request.port,
+                paths.sshd_log,
+                pid_file=paths.sshd_pid,
+                config_text=config_text,
+            )
+        except SshdStartError:
+            steps.result(checked)  # a rejected config is the better error
+            raise
         steps.undo(sshd.stop)
+        steps.result(checked)
         if password_change is not None:
             password_change.wait()
         if record is not None:
