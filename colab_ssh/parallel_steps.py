@@ -179,7 +179,7 @@ class Steps:
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> Literal[False]:
-        in_flight = exc
+        in_flight, failed_at = exc, time.monotonic()
         if exc is None:
             try:
                 for step in self._steps:  # a step nobody asked for still has to finish (or fail)
@@ -190,9 +190,13 @@ class Steps:
                 self._undo.pop_all()
                 return False
         with _interrupts_held() as interrupted:
+            if isinstance(exc, Exception) and all(error is not exc for _when, error in self._failures()):
+                self._here_failures.append((failed_at, exc))  # raised by this block itself
             self._stop_running()
             failures = self._failures()
-            first = exc if isinstance(exc, KeyboardInterrupt) or not failures else failures[0][1]
+            # Ctrl-C (or SystemExit) in flight is what the caller asked for: it goes on; else the
+            # first step to fail is the error, whatever failed after it.
+            first = exc if not isinstance(exc, Exception) or not failures else failures[0][1]
             for _when, error in failures:
                 if error is not first:
                     logger.warning("Also failed while starting: %s", _one_line(error))

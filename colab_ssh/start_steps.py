@@ -89,10 +89,11 @@ def _open_tunnel(steps: Steps, agent: Step[None], tunnel: Tunnel, port: int) -> 
     return open_checked(tunnel, port)
 
 
-def _close_if_started(step: Step[Any], tunnel: Tunnel) -> None:
-    """Undo the tunnel's prepare() or open(), if ``step`` (one of them) ran. Not otherwise: close()
-    would forget (remove the pid file of) an agent an earlier kernel left, which prepare() stops."""
-    if step.started:
+def _close_if_done(step: Step[Any], tunnel: Tunnel) -> None:
+    """Undo the tunnel's prepare() or open(), if ``step`` (one of them) succeeded; one that failed
+    cleaned up after itself. Not otherwise: close() would forget (remove the pid file of) an agent
+    an earlier kernel left, which prepare() stops, or remove a link it refused to write through."""
+    if step.started and step.done and step.error is None:
         tunnel.close()
 
 
@@ -164,7 +165,7 @@ def bring_up(request: Request, progress: Progress, tunnel: Tunnel, keys: list[Pu
         found = find_program("sshd")
         install = Step.ready(found) if found else steps.start(lambda: _install_sshd(paths.apt_log, progress))
         agent = steps.start(lambda: prepare_tunnel(tunnel)) if can_prepare(tunnel) else Step.ready(None)
-        steps.undo(_close_if_started, agent, tunnel)  # prepare() wrote files (ngrok.yml holds the token)
+        steps.undo(_close_if_done, agent, tunnel)  # prepare() wrote files (ngrok.yml holds the token)
         if request.mount_drive:
             steps.run_here(lambda: _mount_drive(progress))  # here: the consent talks to the notebook
         sshd_binary = steps.result(install)
@@ -233,7 +234,7 @@ def bring_up(request: Request, progress: Progress, tunnel: Tunnel, keys: list[Pu
         opened = steps.start(
             lambda: _open_tunnel(steps, agent, tunnel, request.port), cancel=_canceller(tunnel)
         )
-        steps.undo(_close_if_started, opened, tunnel)
+        steps.undo(_close_if_done, opened, tunnel)
         try:
             sshd = SshdProcess.launch(
                 sshd_binary,

@@ -205,3 +205,22 @@ def test_in_sequential_mode_a_failed_step_keeps_the_later_ones_from_running(monk
         steps.result(later)
 
     assert journal.events == ["install starts", "install ends"] and not later.started
+
+
+def test_an_error_of_the_block_itself_wins_over_a_step_that_fails_later(caplog):
+    journal = Journal()
+    later = TunnelError("the agent failed too")
+    with pytest.raises(ValueError, match="sshd -t"), Steps(concurrent=True) as steps:
+        steps.start(slow(journal, "agent", 0.3, fail=later))
+        raise ValueError("sshd -t rejected the config")
+
+    assert "Also failed while starting: TunnelError: the agent failed too" in caplog.text
+
+
+def test_systemexit_in_flight_goes_on_though_a_step_failed():
+    journal = Journal()
+    with pytest.raises(SystemExit), Steps(concurrent=True) as steps:
+        failing = steps.start(slow(journal, "agent", 0, fail=TunnelError("no agent")))
+        while not failing.done:
+            time.sleep(0.01)
+        raise SystemExit(1)
