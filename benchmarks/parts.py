@@ -75,6 +75,7 @@ class Components:
     """What ours spends its time on, each part measured alone (medians, seconds)."""
 
     import_pyngrok: float
+    import_after_ipython: float  # `from colab_ssh import start_ssh` with IPython loaded first, as in a kernel
     pyngrok_on_import: bool  # whether `import colab_ssh` loads pyngrok (whatever the tunnel)
     sshd_t: float
     chpasswd: float
@@ -116,6 +117,14 @@ def measure_components(*, python: str, env: dict[str, str], work: Path, user: st
     for _ in range(repeat):
         result = subprocess.run([python, "-c", script], env=env, capture_output=True, text=True, check=True)
         imports.append(float(result.stdout))
+    after_ipython = []
+    script = (
+        "import time, IPython\nstarted = time.perf_counter()\n"
+        "from colab_ssh import start_ssh\nprint(time.perf_counter() - started)"
+    )
+    for _ in range(repeat):
+        result = subprocess.run([python, "-c", script], env=env, capture_output=True, text=True, check=True)
+        after_ipython.append(float(result.stdout))
     loaded = subprocess.run(
         [python, "-c", "import sys, colab_ssh; print('pyngrok' in sys.modules)"],
         env=env,
@@ -127,6 +136,7 @@ def measure_components(*, python: str, env: dict[str, str], work: Path, user: st
     port = str(free_port())
     return Components(
         import_pyngrok=median(imports),
+        import_after_ipython=median(after_ipython),
         pyngrok_on_import=loaded == "True",
         sshd_t=_time_process([SSHD, "-t", "-f", str(config), "-p", port], repeat),
         chpasswd=_time_process(["chpasswd"], repeat, stdin_text=f"{user}:{PASSWORD}\n"),

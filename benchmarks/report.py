@@ -85,7 +85,8 @@ def _startup_rows(report: Report, figures: Figures) -> list[str]:
             "1",
             "... of which `import colab_ssh` (timed inside the process)",
             ms(median(s.ours_import)),
-            f"Python's start-up {ms(median(s.floor_python))} (`python -c pass`), the `start_ssh()` call"
+            f"{ms(report.components.import_after_ipython)} with IPython loaded first (a notebook kernel);"
+            f" Python's start-up {ms(median(s.floor_python))} (`python -c pass`), the `start_ssh()` call"
             f" {ms(median(s.ours_call))}",
             "",
             "",
@@ -254,6 +255,11 @@ def _parts_table(report: Report) -> list[str]:
         _row("---", "---:", "---"),
         _row("Python start-up (`python -c pass`)", ms(median(s.floor_python)), "whole process"),
         _row("`import colab_ssh`", ms(median(s.ours_import)), "inside the timed process"),
+        _row(
+            "... the same with IPython loaded first, as a notebook kernel has it (logging, json, ... loaded)",
+            ms(c.import_after_ipython),
+            "alone, new process",
+        ),
         _row(
             "... of which pyngrok (imported for every tunnel)"
             if c.pyngrok_on_import

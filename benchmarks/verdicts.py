@@ -119,7 +119,9 @@ def explain_misses(report: Report, figures: Figures) -> list[str]:
             f"- **Ours / floor {figures.floor_ratio:.2f}x, not {FLOOR_TARGET:g}x**: the floor is"
             f" {ms(figures.floor)}; {FLOOR_TARGET:g}x allows {ms(allowed)}, ours is {ms(figures.ours)}"
             f" ({ms(figures.ours - allowed)} over). {breakdown}. The floor has neither the import"
-            f" ({ms(import_s)}) nor the three programs ({ms(programs)} one after the other)."
+            f" ({ms(import_s)}) nor the three programs ({ms(programs)} one after the other). In a"
+            " notebook kernel, which has IPython (and with it logging, json, html, ...) loaded before"
+            f" any cell runs, the import takes {ms(c.import_after_ipython)}."
         )
     if figures.rerun >= RERUN_TARGET:
         lines.append(
