@@ -19,7 +19,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .support import REPO, free_port, stop_pid, stop_ssh_in_new_process, wait_for_banner
+from .support import (
+    APT_LOCKED,
+    APT_RETRIES,
+    REPO,
+    free_port,
+    stop_pid,
+    stop_ssh_in_new_process,
+    wait_for_banner,
+)
 
 __all__ = [
     "PASSWORD",
@@ -204,7 +212,8 @@ def _spawn_until_banner(
         waiter = threading.Thread(target=wait, daemon=True)
         waiter.start()
         try:
-            banner = wait_for_banner(port, started, timeout=60)
+            failed = lambda: process.poll() not in (None, 0)  # noqa: E731 - bash stopped early (set -e)
+            banner = wait_for_banner(port, started, timeout=60, failed=failed)
         finally:
             waiter.join(60)
             _kill_if_running(process)
@@ -226,6 +235,18 @@ def _run_ours(python: str, env: dict[str, str], work: Path, user: str, options: 
 
 
 def _run_recipe(env: dict[str, str], work: Path, user: str) -> Run:
+    """The recipe once; again (not counted) when its apt-get found apt's lock held by another apt."""
+    for _ in range(APT_RETRIES):
+        try:
+            return _run_recipe_once(env, work, user)
+        except RuntimeError:
+            if not any(sign in (work / "seed.log").read_text() for sign in APT_LOCKED):
+                raise
+            time.sleep(0.5)
+    return _run_recipe_once(env, work, user)
+
+
+def _run_recipe_once(env: dict[str, str], work: Path, user: str) -> Run:
     port = free_port()
     config = work / "seed_sshd_config"
     config.write_bytes(SYSTEM_SSHD_CONFIG.read_bytes())  # a fresh copy each round, as on a new runtime

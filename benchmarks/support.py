@@ -17,10 +17,12 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 __all__ = [
+    "APT_LOCKED",
+    "APT_RETRIES",
     "REPO",
     "banner_at",
     "child_env",
@@ -73,16 +75,24 @@ def banner_at(port: int, timeout: float = 1.0, host: str = "127.0.0.1") -> bool:
         return False
 
 
-def wait_for_banner(port: int, started: float, timeout: float = 30.0, host: str = "127.0.0.1") -> float:
+def wait_for_banner(
+    port: int,
+    started: float,
+    timeout: float = 30.0,
+    host: str = "127.0.0.1",
+    failed: Callable[[], bool] = lambda: False,
+) -> float:
     """Seconds from ``started`` (a perf_counter value) until host:port answers with a banner.
 
     Polls every millisecond: a refused connect costs microseconds, so the poll barely competes
-    with the process being timed for the two cores.
+    with the process being timed for the two cores. ``failed()`` true ends the wait at once.
     """
     deadline = time.perf_counter() + timeout
     while time.perf_counter() < deadline:
         if banner_at(port, host=host):
             return time.perf_counter() - started
+        if failed():
+            raise RuntimeError(f"gave up waiting for a banner on {host}:{port}: the process failed")
         time.sleep(_POLL)
     raise TimeoutError(f"no SSH banner on {host}:{port} within {timeout:.0f} s")
 
@@ -160,6 +170,11 @@ def temporary_user() -> Iterator[str]:
         for pid in _pids_of_uid(uid):
             stop_pid(pid, timeout=1.0)
         subprocess.run(["userdel", "-f", "-r", name], check=False, capture_output=True)
+
+
+# apt's words when another apt or dpkg holds its lock (other tests on this machine run apt too).
+APT_LOCKED = ("Could not get lock", "Unable to acquire the dpkg frontend lock", "Unable to lock")
+APT_RETRIES = 20
 
 
 def log(message: str) -> None:
