@@ -60,11 +60,21 @@ _AGENT_ARCHIVE = "ngrok-v3-stable-linux-amd64.tgz"
 _READY_TIMEOUT = 120.0
 _RUN_TIMEOUT = 300.0
 
+# start_steps.py's functions whose calls the first cell times, and what the report calls them.
+_NOTED = (
+    ("_install_sshd", "package install"),
+    ("prepare_tunnel", "agent download (the tunnel's prepare())"),
+    ("_mount_drive", "Drive's consent"),
+    ("validate_config", "`sshd -t`"),
+    ("_open_tunnel", "the tunnel opens (waits for the download, starts the agent)"),
+)
+
 # Lines every timed Python runs first: today's order if asked (engineer D's seam), pyngrok's
 # CDN pointed at the local server (patched as pyngrok.installer loads, wherever that happens),
 # and a notebook kernel as far as colab_ssh looks for one (platform.in_notebook).
 _PRELUDE = """\
 import importlib.util, json, sys, time, types
+began = time.perf_counter()
 settings = json.loads(sys.argv[1])
 if settings.pop("sequential", False):
     try:
@@ -94,16 +104,34 @@ ipython.get_ipython = lambda: shell
 sys.modules["IPython"] = ipython
 """
 
-# The user's first cell; it holds until its stdin closes (pyngrok ends the agent at exit).
+# The user's first cell; it holds until its stdin closes (pyngrok ends the agent at exit). It
+# also notes when start_steps.py's steps ran (seconds after this script began), for the report:
+# wrappers around the module's own names, so a step that is not there is simply not shown.
 _FIRST_CELL = (
     _PRELUDE
     + """\
 from colab_ssh import start_ssh
+import colab_ssh.start_steps as start_steps
+timeline = []
+def noted(function, label):
+    def run(*args, **kwargs):
+        start = time.perf_counter() - began
+        try:
+            return function(*args, **kwargs)
+        finally:
+            timeline.append((label, start, time.perf_counter() - began))
+    return run
+for name, label in STEPS_NOTED:
+    if hasattr(start_steps, name):
+        setattr(start_steps, name, noted(getattr(start_steps, name), label))
+if hasattr(start_steps, "SshdProcess"):
+    start_steps.SshdProcess.launch = noted(start_steps.SshdProcess.launch, "sshd starts")
 connection = start_ssh(quiet=True, **settings)
-print(json.dumps({"host": connection.host, "port": connection.port, "password": connection.password}),
-      flush=True)
+timeline.append(("start_ssh() returns", 0.0, time.perf_counter() - began))
+print(json.dumps({"host": connection.host, "port": connection.port, "password": connection.password,
+                  "timeline": timeline}), flush=True)
 sys.stdin.read()
-"""
+""".replace("STEPS_NOTED", repr(_NOTED))
 )
 
 # Each step alone, timed inside a process (after its imports): prints the seconds.
@@ -166,6 +194,9 @@ class ColdResults:
     login: dict[str, list[float]] = field(default_factory=dict)  # spawn to a working login
     returned: dict[str, list[float]] = field(default_factory=dict)  # spawn to start_ssh() returning
     steps: dict[str, list[float]] = field(default_factory=dict)  # each step alone (STEPS)
+    # When each step ran in the runs (by "scenario/order", then the step's label): (start, end)
+    # seconds after the timed script began, one pair per round.
+    timeline: dict[str, dict[str, list[tuple[float, float]]]] = field(default_factory=dict)
 
     def median_login(self, scenario: str, order: str) -> float:
         return median(self.login.get(f"{scenario}/{order}", []))
@@ -316,8 +347,15 @@ class _Cell:
     internet: LocalInternet
 
 
-def _first_cell(cell: _Cell, inside: list[str], drive: bool, sequential: bool) -> tuple[float, float]:
-    """One fresh runtime's first start_ssh(): seconds until it returned, and until a login worked."""
+@dataclass(frozen=True)
+class _FirstCell:
+    returned: float  # seconds from spawn until start_ssh() returned
+    logged_in: float  # ... until a login through the tunnel worked
+    timeline: list[tuple[str, float, float]]  # (step, start, end), seconds after the script began
+
+
+def _first_cell(cell: _Cell, inside: list[str], drive: bool, sequential: bool) -> _FirstCell:
+    """One fresh runtime's first start_ssh(): when it returned, when a login worked, its steps."""
     state_dir = cell.work / f"cold-state-{uuid.uuid4().hex[:8]}"
     settings = {
         "port": free_port(),
@@ -358,7 +396,8 @@ def _first_cell(cell: _Cell, inside: list[str], drive: bool, sequential: bool) -
                     stop_pid(process.pid)
                 if process.stdout is not None:
                     process.stdout.close()
-        return returned, logged_in
+        timeline = [(str(label), float(start), float(end)) for label, start, end in details["timeline"]]
+        return _FirstCell(returned, logged_in, timeline)
     finally:
         script = "import sys; from colab_ssh import stop_ssh; stop_ssh(state_dir=sys.argv[1])"
         subprocess.run(
@@ -446,16 +485,21 @@ def measure_cold(
             for scenario in SCENARIOS:
                 for order in orders:
                     with cold_runtime(work, internet.repository) as inside:
-                        returned, logged_in = _first_cell(
+                        run = _first_cell(
                             cell, inside, drive=scenario == "drive", sequential=order == "sequential"
                         )
+                    key = f"{scenario}/{order}"
                     if round_number > 0:
-                        results.returned.setdefault(f"{scenario}/{order}", []).append(returned)
-                        results.login.setdefault(f"{scenario}/{order}", []).append(logged_in)
+                        results.returned.setdefault(key, []).append(run.returned)
+                        results.login.setdefault(key, []).append(run.logged_in)
+                        steps = results.timeline.setdefault(key, {})
+                        for label, start, end in run.timeline:
+                            if len(steps.setdefault(label, [])) < len(results.login[key]):  # first call
+                                steps[label].append((start, end))
                     if progress is not None:
                         progress(
                             f"  cold round {round_number}/{settings.repeat}, {scenario}, {order}:"
-                            f" {logged_in:.2f} s"
+                            f" {run.logged_in:.2f} s"
                         )
         for _ in range(settings.repeat):
             _steps_alone(cell, results, warm)

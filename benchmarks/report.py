@@ -3,7 +3,7 @@ the details behind them (where the start-up time goes, sshfs phase by phase, mem
 
 from __future__ import annotations
 
-from .cold_report import cold_misses, cold_rows, cold_table
+from .cold_report import cold_misses, cold_rows, cold_table, cold_timeline
 from .results import Figures, Report, mib, ms, phase_median, sec
 from .slow_link import SshfsRun, saved_count
 from .support import median
@@ -357,6 +357,7 @@ def render(report: Report) -> str:
         ),
         "",
     ]
-    lines += _parts_table(report) + cold_table(report.cold) + _sshfs_table(report) + _memory_table(report)
+    lines += _parts_table(report) + cold_table(report.cold) + cold_timeline(report.cold)
+    lines += _sshfs_table(report) + _memory_table(report)
     lines += ["## Notes", "", *(f"- {note}" for note in report.notes), ""]
     return "\n".join(lines)

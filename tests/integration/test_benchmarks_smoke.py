@@ -140,6 +140,8 @@ def test_the_benchmark_command_runs_on_a_tiny_setting(tmp_path: Path) -> None:
         assert f"| {field} |" in table
     assert "python -m benchmarks --repeat 1" in table
     assert "a new venv (colab-ssh-host pip-installed from this checkout)" in table
+    timeline = table.split("## Cold start: when each step ran", 1)[-1]
+    assert "| package install | " in timeline and "| start_ssh() returns | at " in timeline, timeline
     # Nothing left behind: processes, mounts, the temporary user.
     assert _processes_mentioning(str(work)) == []
     assert str(work) not in Path("/proc/mounts").read_text()
