@@ -3,21 +3,24 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shutil
 import socket
 import string
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO
+from typing import IO, TypeVar
 
 from .errors import ColabSSHError, PackageInstallError, UnsafePathError, UnsupportedSystemError
 from .paths import STATE_DIR_MODE
 from .safe_files import trusted_dir
 
 __all__ = [
+    "TEXT_BUSY",
     "PasswordChange",
     "check_system",
     "ensure_package",
@@ -29,6 +32,7 @@ __all__ = [
     "read_password_hash",
     "remove_file",
     "restore_file",
+    "retry_while_text_busy",
     "set_password_hash",
     "tail",
     "tool_environment",
@@ -87,6 +91,28 @@ def find_program(name: str) -> str | None:
     """Absolute path of a program, looking in sbin too (sshd must be started by absolute path)."""
     path = os.environ.get("PATH", "")
     return shutil.which(name, path=f"{path}:{_SBIN}" if path else _SBIN)
+
+
+T = TypeVar("T")
+TEXT_BUSY = os.strerror(errno.ETXTBSY)  # "Text file busy", as a shell reports a failed exec
+
+
+def retry_while_text_busy(start: Callable[[], T], *, seconds: float = 2.0) -> T:
+    """``start()`` (which runs a program we just wrote), again while exec says ETXTBSY.
+
+    A program written while another thread forks is "busy" until that child has exec'd its own
+    program: the child holds a copy of the write descriptor for that moment (O_CLOEXEC closes it
+    only at the exec). The start steps write the ngrok launcher and download agents on threads
+    while others start chpasswd and sshd, so the first run of a fresh file can meet this.
+    """
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            return start()
+        except OSError as error:
+            if error.errno != errno.ETXTBSY or time.monotonic() > deadline:
+                raise
+        time.sleep(0.005)
 
 
 def tail(text: str, lines: int = 15) -> str:

@@ -48,7 +48,7 @@ from ..paths import Paths
 from ..processes import cloudflared_is_ours, record_process, stop_recorded, stop_tree
 from ..progress import Progress
 from ..safe_files import trusted_dir
-from ..system import open_log, remove_file, write_file
+from ..system import open_log, remove_file, retry_while_text_busy, write_file
 from . import Endpoint
 from .cloudflared_download import (
     BINARY_ENV,
@@ -307,13 +307,15 @@ class CloudflaredTunnel:
             # Its own session: Ctrl-C in the notebook must not reach it. A file, not a pipe:
             # nobody reads a detached agent's pipe, and a full pipe would stall it.
             try:
-                process = subprocess.Popen(
-                    argv,
-                    stdin=subprocess.DEVNULL,
-                    stdout=log_file,
-                    stderr=log_file,
-                    env=agent_environment(os.environ),
-                    start_new_session=True,
+                process = retry_while_text_busy(  # a download just written on another thread
+                    lambda: subprocess.Popen(
+                        argv,
+                        stdin=subprocess.DEVNULL,
+                        stdout=log_file,
+                        stderr=log_file,
+                        env=agent_environment(os.environ),
+                        start_new_session=True,
+                    )
                 )
             except OSError as error:  # not executable, a folder, a noexec mount, a wrong format
                 raise CloudflaredDownloadError(

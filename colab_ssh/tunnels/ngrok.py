@@ -20,6 +20,7 @@ Things pyngrok would do by default that we avoid:
 from __future__ import annotations
 
 import contextlib
+import errno
 import http.client
 import json
 import logging
@@ -53,7 +54,7 @@ from ..errors import (
 from ..paths import Paths
 from ..processes import ngrok_agent_is_ours, record_process, stop_recorded
 from ..progress import Progress
-from ..system import open_log, read_file, remove_file, tail, write_file
+from ..system import TEXT_BUSY, open_log, read_file, remove_file, retry_while_text_busy, tail, write_file
 from . import Endpoint
 
 __all__ = ["MIN_AGENT_VERSION", "NgrokTunnel", "ngrok_error_for"]
@@ -240,7 +241,8 @@ class NgrokTunnel:
 
     def _agent_version(self) -> tuple[tuple[int, int, int] | None, str]:
         """(version, what it printed) from ``ngrok --version``, run through the launcher, bounded."""
-        try:
+
+        def ask() -> subprocess.CompletedProcess[str]:
             result = subprocess.run(
                 [str(self._paths.ngrok_launcher), "--version"],
                 stdin=subprocess.DEVNULL,
@@ -250,6 +252,13 @@ class NgrokTunnel:
                 timeout=_VERSION_TIMEOUT,
                 check=False,
             )
+            # The launcher's own exec of the agent (its stderr goes to our log): a fresh download.
+            if result.returncode == 126 and TEXT_BUSY.encode() in self._read_log()[-300:]:
+                raise OSError(errno.ETXTBSY, TEXT_BUSY)
+            return result
+
+        try:
+            result = retry_while_text_busy(ask)  # the launcher (and maybe the agent) were just written
         except subprocess.TimeoutExpired:
             return None, f"no answer to `ngrok --version` within {_VERSION_TIMEOUT:.0f} s"
         except OSError as error:

@@ -15,7 +15,7 @@ import pytest
 from colab_ssh import PackageInstallError, SshdStartError, start_ssh
 from colab_ssh import start_steps as start_steps_module
 from colab_ssh.sshd_config import SshdSettings, render_sshd_config
-from colab_ssh.system import ensure_package, restore_file, write_file
+from colab_ssh.system import ensure_package, restore_file, retry_while_text_busy, write_file
 
 from ..support.host import our_processes
 
@@ -152,3 +152,21 @@ def test_apt_runs_in_its_own_session_out_of_reach_of_a_notebooks_interrupt(apt, 
     watcher.join()
 
     assert sessions and os.getsid(0) not in sessions
+
+
+def test_a_program_still_open_for_writing_is_run_once_the_writer_lets_go(tmp_path):
+    """What a thread forking while another writes a program causes (the child holds the write
+    descriptor until its exec): exec fails with ETXTBSY for that moment, and is tried again."""
+    program = tmp_path / "fresh-program"
+    writer = os.fdopen(os.open(program, os.O_WRONLY | os.O_CREAT, 0o755), "w")
+    writer.write("#!/bin/sh\necho ran\n")
+    writer.flush()
+
+    def run() -> subprocess.CompletedProcess[str]:
+        return subprocess.run([str(program)], capture_output=True, text=True, check=True)
+
+    with pytest.raises(OSError, match="Text file busy"):
+        run()  # as it is while the descriptor is open
+    threading.Timer(0.2, writer.close).start()
+
+    assert retry_while_text_busy(run).stdout == "ran\n"
