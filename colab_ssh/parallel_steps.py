@@ -103,11 +103,20 @@ class Steps:
 
     # --- handing out work ---------------------------------------------------------------------
 
-    def start(self, work: Callable[[], T], *, cancel: Callable[[], None] | None = None) -> Step[T]:
+    def start(
+        self,
+        work: Callable[[], T],
+        *,
+        cancel: Callable[[], None] | None = None,
+        undo: Callable[[], object] | None = None,
+    ) -> Step[T]:
         """Run ``work`` on a thread of its own; ``cancel`` (called from the caller's thread while it
-        runs) asks it to end early when another step failed. Sequential mode: run at result()."""
+        runs) asks it to end early when another step failed; ``undo`` puts back what it did if it
+        succeeded (a step that fails cleans up after itself). Sequential mode: run at result()."""
         step: Step[T] = Step(work, cancel)
         self._steps.append(step)
+        if undo is not None:  # registered before the thread exists: Ctrl-C may come at any moment
+            self._undo.callback(_undo_if_done, step, undo)
         if self.concurrent:
             # The caller's context variables go along (a notebook kernel keeps which cell is
             # running in them, and progress shown from the thread belongs to that cell).
@@ -220,6 +229,11 @@ class Steps:
         for step in running:
             assert step.thread is not None  # noqa: S101 - running steps have one
             step.thread.join()
+
+
+def _undo_if_done(step: Step[Any], undo: Callable[[], object]) -> None:
+    if step.started and step.done and step.error is None:
+        undo()
 
 
 def _one_line(error: BaseException) -> str:

@@ -16,7 +16,6 @@ import socket
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
 
 from . import colab, session_files
 from . import password_record as password_record
@@ -89,14 +88,6 @@ def _open_tunnel(steps: Steps, agent: Step[None], tunnel: Tunnel, port: int) -> 
     return open_checked(tunnel, port)
 
 
-def _close_if_done(step: Step[Any], tunnel: Tunnel) -> None:
-    """Undo the tunnel's prepare() or open(), if ``step`` (one of them) succeeded; one that failed
-    cleaned up after itself. Not otherwise: close() would forget (remove the pid file of) an agent
-    an earlier kernel left, which prepare() stops, or remove a link it refused to write through."""
-    if step.started and step.done and step.error is None:
-        tunnel.close()
-
-
 def _canceller(tunnel: Tunnel) -> Callable[[], None] | None:
     """How to end the tunnel's open() early from another thread, if the tunnel has a way."""
     cancel = getattr(tunnel, "cancel", None)
@@ -164,8 +155,13 @@ def bring_up(request: Request, progress: Progress, tunnel: Tunnel, keys: list[Pu
     with Steps() as steps:
         found = find_program("sshd")
         install = Step.ready(found) if found else steps.start(lambda: _install_sshd(paths.apt_log, progress))
-        agent = steps.start(lambda: prepare_tunnel(tunnel)) if can_prepare(tunnel) else Step.ready(None)
-        steps.undo(_close_if_done, agent, tunnel)  # prepare() wrote files (ngrok.yml holds the token)
+        # Undone by close(): prepare() wrote files (ngrok.yml holds the token). Not if it never
+        # ran: close() would forget (remove the pid file of) an agent an earlier kernel left.
+        agent = (
+            steps.start(lambda: prepare_tunnel(tunnel), undo=tunnel.close)
+            if can_prepare(tunnel)
+            else Step.ready(None)
+        )
         if request.mount_drive:
             steps.run_here(lambda: _mount_drive(progress))  # here: the consent talks to the notebook
         sshd_binary = steps.result(install)
@@ -232,9 +228,10 @@ def bring_up(request: Request, progress: Progress, tunnel: Tunnel, keys: list[Pu
         fingerprints = host_key_fingerprints(host_keys)
         tag_endpoint(tunnel, endpoint_metadata(alias_of_keys(fingerprints)))  # ngrok's API lists it
         opened = steps.start(
-            lambda: _open_tunnel(steps, agent, tunnel, request.port), cancel=_canceller(tunnel)
+            lambda: _open_tunnel(steps, agent, tunnel, request.port),
+            cancel=_canceller(tunnel),
+            undo=tunnel.close,
         )
-        steps.undo(_close_if_done, opened, tunnel)
         try:
             sshd = SshdProcess.launch(
                 sshd_binary,

@@ -224,3 +224,16 @@ def test_systemexit_in_flight_goes_on_though_a_step_failed():
         while not failing.done:
             time.sleep(0.01)
         raise SystemExit(1)
+
+
+def test_a_steps_own_undo_runs_only_if_it_succeeded_even_when_ctrl_c_comes_at_once():
+    """Registered before its thread starts: a Ctrl-C right after start() still undoes the step
+    (once it has finished); a step that failed cleaned up after itself and is not undone."""
+    journal = Journal()
+    undone: list[str] = []
+    with pytest.raises(KeyboardInterrupt), Steps(concurrent=True) as steps:
+        steps.start(slow(journal, "prepare", 0.2), undo=lambda: undone.append(f"after {journal.events[-1]}"))
+        steps.start(slow(journal, "open", 0.1, fail=TunnelError("x")), undo=lambda: undone.append("open"))
+        raise KeyboardInterrupt
+
+    assert undone == ["after prepare ends"]
