@@ -23,6 +23,7 @@ The same run times today's sequential order through engineer D's seam
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import json
 import os
@@ -38,7 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .startup import STAND_IN_NGROK, STAND_IN_TOKEN, NgrokCloud
-from .support import free_port, median, pids_mentioning, stop_pid
+from .support import free_port, median, once_more_on_failure, pids_mentioning, stop_pid
 
 __all__ = [
     "PACKAGES",
@@ -408,6 +409,11 @@ def _first_cell(cell: _Cell, inside: list[str], drive: bool, sequential: bool) -
         _forget_agent(cell.env)
 
 
+def _in_fresh_runtime(cell: _Cell, drive: bool, sequential: bool) -> _FirstCell:
+    with cold_runtime(cell.work, cell.internet.repository) as inside:
+        return _first_cell(cell, inside, drive=drive, sequential=sequential)
+
+
 def _forget_agent(env: dict[str, str]) -> None:
     """The downloaded agent goes: every run starts without one, as a fresh runtime does."""
     agent = Path(env["PYNGROK_NGROK_PATH"])
@@ -484,10 +490,12 @@ def measure_cold(
             orders = ORDERS if round_number % 2 else ORDERS[::-1]
             for scenario in SCENARIOS:
                 for order in orders:
-                    with cold_runtime(work, internet.repository) as inside:
-                        run = _first_cell(
-                            cell, inside, drive=scenario == "drive", sequential=order == "sequential"
-                        )
+                    run = once_more_on_failure(
+                        f"a cold start ({scenario}, {order})",
+                        functools.partial(
+                            _in_fresh_runtime, cell, scenario == "drive", order == "sequential"
+                        ),
+                    )
                     key = f"{scenario}/{order}"
                     if round_number > 0:
                         results.returned.setdefault(key, []).append(run.returned)

@@ -10,19 +10,22 @@ and is part of the start_ssh() step; it is reported by name.
 
 from __future__ import annotations
 
+import functools
 import json
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from .startup import STAND_IN_TOKEN, NgrokCloud
-from .support import free_port, median
+from .support import free_port, median, once_more_on_failure
 
 __all__ = ["MemoryResults", "measure_memory"]
 
 _PROBE = """\
 import importlib.util, inspect, json, os, sys, threading, time
 from pathlib import Path
+from typing import Any
 
 def rss_kib(pid="self"):
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -91,6 +94,14 @@ class MemoryResults:
     monitor_cpu_sshd: float = 0.0  # and in sshd (a banner check is a new sshd process)
 
 
+def _probe(argv: list[str], env: dict[str, str]) -> dict[str, Any]:
+    result = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120, check=False)
+    if result.returncode != 0:
+        raise RuntimeError(f"the memory probe failed:\n{result.stderr[-2000:]}")
+    out: dict[str, Any] = json.loads(result.stdout.strip().splitlines()[-1])
+    return out
+
+
 def measure_memory(
     *,
     python: str,
@@ -116,17 +127,10 @@ def measure_memory(
                 "state_dir": str(work / "memory-state"),
                 "monitor_window": monitor_window,
             }
-            result = subprocess.run(
-                [python, "-c", _PROBE, json.dumps(options)],
-                env={**env, **ngrok.env},
-                capture_output=True,
-                text=True,
-                timeout=120,
-                check=False,
+            argv = [python, "-c", _PROBE, json.dumps(options)]
+            out = once_more_on_failure(
+                "a memory probe", functools.partial(_probe, argv, {**env, **ngrok.env})
             )
-            if result.returncode != 0:
-                raise RuntimeError(f"the memory probe failed:\n{result.stderr[-2000:]}")
-            out = json.loads(result.stdout.strip().splitlines()[-1])
             monitor = bool(out["monitor"])
             threads = (int(out["threads_none"]), int(out["threads_ngrok"]))
             for key in ("before", "import", "none_without_monitor", "none", "ngrok", "sshd", "agent"):

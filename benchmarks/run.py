@@ -31,7 +31,7 @@ from .report import render
 from .results import Report
 from .slow_link import SshfsRun, SshResults, measure_ssh, measure_sshfs, sshfs_variants
 from .startup import STAND_IN_TOKEN, NgrokCloud, apt_install_is_noop, measure_startup
-from .support import child_env, free_port, log, temporary_user
+from .support import INCIDENTS, child_env, free_port, log, temporary_user
 from .venv import clean_venv, venv_env
 
 __all__ = ["main"]
@@ -174,6 +174,7 @@ def _notes(args: argparse.Namespace, monitor: bool, cpu: tuple[float, float], lo
         " before colab_ssh, as a notebook kernel has it loaded.",
         monitor_note,
         *cold_notes(args),
+        *(f"Incident: {incident}" for incident in INCIDENTS),
         f"Load average at the start of the run: {load}. Other processes on the machine share its"
         " 2 cores; medians damp, not remove, their effect.",
     ]

@@ -19,10 +19,12 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 __all__ = [
     "APT_LOCKED",
     "APT_RETRIES",
+    "INCIDENTS",
     "REPO",
     "banner_at",
     "child_env",
@@ -30,6 +32,7 @@ __all__ = [
     "home_of",
     "log",
     "median",
+    "once_more_on_failure",
     "pids_mentioning",
     "stop_pid",
     "stop_ssh_in_new_process",
@@ -37,6 +40,7 @@ __all__ = [
     "wait_for_banner",
 ]
 
+T = TypeVar("T")
 REPO = Path(__file__).resolve().parent.parent
 _POLL = 0.001
 
@@ -175,6 +179,22 @@ def temporary_user() -> Iterator[str]:
 # apt's words when another apt or dpkg holds its lock (other tests on this machine run apt too).
 APT_LOCKED = ("Could not get lock", "Unable to acquire the dpkg frontend lock", "Unable to lock")
 APT_RETRIES = 20
+
+
+# Failures a measurement survived by running again (once): RESULTS.md lists them, so a flaky
+# start is seen, not hidden.
+INCIDENTS: list[str] = []
+
+
+def once_more_on_failure(what: str, measure: Callable[[], T]) -> T:
+    """``measure()``; if it raises RuntimeError, note the failure and run it once more."""
+    try:
+        return measure()
+    except RuntimeError as error:
+        first_line = next((line for line in reversed(str(error).splitlines()) if line.strip()), "?")
+        INCIDENTS.append(f"{what} failed once and was run again: {first_line[:300]}")
+        log(f"  {INCIDENTS[-1]}")
+        return measure()
 
 
 def log(message: str) -> None:
