@@ -48,6 +48,7 @@ MIN_PASSWORD_LENGTH = 8
 _ACCOUNT_NAME = re.compile(r"[A-Za-z0-9_.][A-Za-z0-9_.-]*\Z")
 _NOBODY_UID = 65534  # the kernel's overflow uid: the "nobody" account, owner of nothing
 _LOGIN_DEFS = Path("/etc/login.defs")
+_UID_MIN = re.compile(r"^[ \t]*UID_MIN[ \t]+(\d+)(?:[ \t].*)?$", re.MULTILINE)
 # Shells that exist to refuse a login.
 _NO_LOGIN_SHELLS = frozenset({"nologin", "false"})
 
@@ -100,14 +101,12 @@ def check_password(password: object) -> str | None:
 def _first_login_uid(login_defs: Path) -> int:
     """UID_MIN from /etc/login.defs (where useradd starts numbering people's accounts), else 1000."""
     try:
-        lines = login_defs.read_text(errors="replace").splitlines()
+        text = login_defs.read_text(errors="replace")
     except OSError:
         return 1000
-    for line in lines:
-        words = line.split()
-        if len(words) >= 2 and words[0] == "UID_MIN" and words[1].isdigit():
-            return int(words[1])
-    return 1000
+    # One search, not a split of every line: every start_ssh() checks the user, a re-run too.
+    found = _UID_MIN.search(text)
+    return int(found.group(1)) if found else 1000
 
 
 def check_login_user(user: object, *, login_defs: Path = _LOGIN_DEFS) -> pwd.struct_passwd:
