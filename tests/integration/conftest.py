@@ -7,14 +7,14 @@ import os
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from colab_ssh import stop_ssh
 
-from ..support.host import ClientKey, make_client_key, our_processes
+from ..support.host import ClientKey, hold_open_for_writing, make_client_key, our_processes
 from ..support.stand_ins import APT_STAND_IN
 
 if os.geteuid() != 0 or not sys.platform.startswith("linux"):
@@ -63,3 +63,19 @@ def apt(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Path, Pa
 @pytest.fixture
 def client_key(tmp_path: Path) -> ClientKey:
     return make_client_key(tmp_path / "client")
+
+
+@pytest.fixture
+def hold_for_writing() -> Iterator[Callable[[Path], subprocess.Popen[bytes]]]:
+    """``hold(path)``: a process keeps ``path`` open for writing for half a second, as a child forked
+    by another start step keeps it until its exec (support.host.hold_open_for_writing). Every
+    holder is waited for at the end."""
+    holders: list[subprocess.Popen[bytes]] = []
+
+    def hold(path: Path) -> subprocess.Popen[bytes]:
+        holders.append(hold_open_for_writing(path, 0.5))
+        return holders[-1]
+
+    yield hold
+    for holder in holders:
+        holder.wait(timeout=30)

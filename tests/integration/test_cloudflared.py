@@ -31,6 +31,7 @@ import pytest
 from colab_ssh import ColabSSHError, Connection, ssh_status, start_ssh, stop_ssh
 from colab_ssh.paths import Paths
 from colab_ssh.processes import read_record, record_process
+from colab_ssh.safe_files import TrustedDir
 from colab_ssh.tunnels import Tunnel
 from colab_ssh.tunnels import cloudflared as cf
 from colab_ssh.tunnels.cloudflared import (
@@ -757,6 +758,31 @@ def test_download_verifies_then_runs_the_file(
     stop_ssh()
     start_cloudflared(test_user, port, state_dir, tunnel)
     assert file_server.requests == ["/cloudflared"]  # cached: fetched once
+
+
+def test_a_download_still_held_open_for_writing_is_run_once_it_is_free(
+    test_user, port, state_dir, edge, file_server, hold_for_writing, monkeypatch, tmp_path
+):
+    """The download is written in the tunnel's start step while other steps fork (apt, sshd -V):
+    a child forked meanwhile holds it open for writing until its own exec, and starting it fails
+    with "Text file busy". A holder makes that happen every time: the start waits it out."""
+    monkeypatch.delenv("COLAB_SSH_CLOUDFLARED")
+    held = []
+    real_download = cf.download_verified
+
+    def download_then_hold(url: str, sha256: str, cache: TrustedDir, name: str) -> None:
+        real_download(url, sha256, cache, name)
+        held.append(hold_for_writing(cache.path / name))
+
+    monkeypatch.setattr(cf, "download_verified", download_then_hold)
+    tunnel = CloudflaredTunnel(
+        paths_for(state_dir), download_url=f"{file_server.url}/cloudflared", sha256=STAND_IN_SHA256
+    )
+
+    connection = start_cloudflared(test_user, port, state_dir, tunnel)
+
+    assert len(held) == 1
+    assert login_with_config(connection, tmp_path, "true").returncode == 0
 
 
 def test_a_wrong_digest_deletes_the_file(state_dir, edge, file_server, monkeypatch):

@@ -32,9 +32,10 @@ from colab_ssh import (
 )
 from colab_ssh.paths import Paths
 from colab_ssh.system import read_password_hash
+from colab_ssh.tunnels import ngrok as ngrok_module
 
 from ..support.host import SshClient, our_processes
-from ..support.stand_ins import STAND_IN_NGROK, ColabStub, NgrokCloud
+from ..support.stand_ins import STAND_IN_NGROK, ColabStub, NgrokCloud, ngrok_agent_archive, serve_paths
 
 
 def start_ngrok(user: str, port: int, state_dir: Path, **options: object):
@@ -309,6 +310,56 @@ def test_agent_download_failure(test_user, port, state_dir, ngrok_cloud: NgrokCl
     with pytest.raises(NgrokDownloadError, match="internet"):
         start_ngrok(test_user, port, state_dir, authtoken=token)
     assert_nothing_left(state_dir)
+
+
+def test_a_launcher_still_held_open_for_writing_is_run_once_it_is_free(
+    test_user, port, state_dir, ngrok_cloud: NgrokCloud, hold_for_writing, monkeypatch, ssh: SshClient
+):
+    """The launcher is written in the agent's start step while other steps fork (sshd -V,
+    chpasswd): a child forked meanwhile holds it open for writing until its own exec, and running
+    it fails with "Text file busy" (seen as an agent "of unknown version" in about one start of 150
+    here). A holder makes that happen every time: the start waits it out."""
+    launcher = Paths(state_dir=state_dir).ngrok_launcher
+    held = []
+    real_write_file = ngrok_module.write_file
+
+    def write_then_hold(path: Path, text: str, **options: int) -> bytes | None:
+        previous = real_write_file(path, text, **options)
+        if path == launcher:
+            held.append(hold_for_writing(path))
+        return previous
+
+    monkeypatch.setattr(ngrok_module, "write_file", write_then_hold)
+
+    connection = start_ngrok(test_user, port, state_dir, authtoken=ngrok_cloud.add_account("tok_busy_20"))
+
+    assert len(held) == 1
+    assert ssh.run(connection, "true").returncode == 0
+
+
+def test_an_agent_pyngrok_just_wrote_still_held_open_is_run_once_it_is_free(
+    test_user, port, state_dir, ngrok_cloud: NgrokCloud, hold_for_writing, tmp_path, monkeypatch, ssh
+):
+    """pyngrok's installer writes the agent in the agent's start step while apt runs in another:
+    the same race, met by the launcher's shell when it execs the agent (exit 126, its message in
+    our log), which is waited out too."""
+    agent = tmp_path / "agent" / "ngrok"
+    monkeypatch.setenv("PYNGROK_NGROK_PATH", str(agent))
+    held = []
+    real_install = installer.install_ngrok
+
+    def install_then_hold(path: str, *args: object, **kwargs: object) -> None:
+        real_install(path, *args, **kwargs)
+        held.append(hold_for_writing(Path(path)))
+
+    monkeypatch.setattr(installer, "install_ngrok", install_then_hold)
+    with serve_paths({"/ngrok.tgz": ngrok_agent_archive()}) as url:
+        monkeypatch.setattr(installer, "get_ngrok_cdn_url", lambda *_args, **_kw: f"{url}/ngrok.tgz")
+
+        connection = start_ngrok(test_user, port, state_dir, authtoken=ngrok_cloud.add_account("tok_busy_21"))
+
+    assert len(held) == 1 and agent.is_file()
+    assert ssh.run(connection, "true").returncode == 0
 
 
 def test_token_from_the_environment(test_user, port, state_dir, ngrok_cloud: NgrokCloud, monkeypatch, ssh):

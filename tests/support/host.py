@@ -38,6 +38,17 @@ def our_processes(state_dir: Path) -> list[int]:
     return found
 
 
+def hold_open_for_writing(path: Path, seconds: float) -> subprocess.Popen[bytes]:
+    """A process holding ``path`` open for writing for ``seconds``: what a child forked by another
+    thread holds, a copy of a writer's descriptor, until its own exec. Running ``path`` meanwhile
+    fails with ETXTBSY (execve(2)); system.retry_while_text_busy waits that out."""
+    descriptor = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
+    try:
+        return subprocess.Popen(["sleep", str(seconds)], pass_fds=(descriptor,))
+    finally:
+        os.close(descriptor)
+
+
 def machine_state(state_dir: Path, user: str) -> dict[str, object]:
     """What a start changes on the machine, to compare before and after a start that failed: sshd's
     config, the user's authorized_keys and password, the session environment and its profile hook,
