@@ -7,10 +7,11 @@ consent, the agent connecting to its cloud while sshd starts. ``Steps`` runs the
 
 - a step's error reaches the caller as the very exception it raised (its class, its evidence);
   when two fail, the first to fail is raised and the other is logged;
-- on any failure, Ctrl-C included, nothing is left running: steps not started yet never start,
-  running ones are asked to stop (their ``cancel``, if they have one) and waited for (apt cannot
-  be interrupted safely mid-install, so it is waited for), and only then is every registered
-  undo run, newest first, as an ``ExitStack`` would. A second Ctrl-C during that clean-up is
+- on any failure, Ctrl-C included, nothing is left running: a step waiting on another's result
+  stops there, running ones are asked to stop (their ``cancel``, if they have one) and waited
+  for (apt cannot be interrupted safely mid-install, so it is waited for), and only then is
+  every registered undo run, newest first, as an ``ExitStack`` would (a step's own undo only if
+  it succeeded: one that fails cleans up after itself). A second Ctrl-C during that clean-up is
   held back until it is done, then raised.
 
 ``CONCURRENT`` is the benchmark's seam (benchmarks compare against the old order in the same
