@@ -42,7 +42,7 @@ from colab_ssh.tunnels.cloudflared import (
 )
 from colab_ssh.tunnels.registry import tunnel_names
 
-from ..support.host import SshClient, free_port, our_processes
+from ..support.host import SshClient, free_port, interrupt_when, our_processes
 from ..support.stand_ins import TESTS, http_server, serve_paths
 
 STAND_INS = TESTS / "stand_ins"
@@ -625,6 +625,25 @@ def test_an_address_but_no_edge_connection(test_user, port, state_dir, edge, mon
     assert "Unable to establish connection with Cloudflare edge" in raised.value.log_tail
     log = agent_log(state_dir)
     assert "Failed to dial a quic connection" in log and "Initial protocol http2" in log
+    assert_failed_cleanly(state_dir, edge)
+
+
+def test_ctrl_c_while_it_connects_stops_it_and_starts_no_second_try(test_user, port, state_dir, edge):
+    """start_ssh() opens the tunnel on a thread while sshd starts; Ctrl-C there asks the tunnel to
+    stop (cancel()): the agent is stopped and the HTTP/2 retry never starts, so nothing waits for a
+    connection that cannot come (without it: two start timeouts, then a second agent)."""
+    os.environ["CLOUDFLARED_STAND_IN_FAIL"] = "edge-unreachable"  # no connection ever registers
+    try:
+        tunnel = CloudflaredTunnel(paths_for(state_dir), start_timeout=30)
+        watcher = interrupt_when(lambda: bool(agent_pids(state_dir)))
+
+        with pytest.raises(KeyboardInterrupt):
+            start_cloudflared(test_user, port, state_dir, tunnel)
+        watcher.join(10)
+    finally:
+        del os.environ["CLOUDFLARED_STAND_IN_FAIL"]
+
+    assert "Initial protocol http2" not in agent_log(state_dir)
     assert_failed_cleanly(state_dir, edge)
 
 

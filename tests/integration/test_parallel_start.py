@@ -14,7 +14,6 @@ from __future__ import annotations
 import functools
 import os
 import shutil
-import signal
 import threading
 import time
 from collections.abc import Iterator
@@ -40,7 +39,7 @@ from colab_ssh.progress import Progress, StepRecord
 from colab_ssh.system import ensure_package
 from colab_ssh.tunnels.cloudflared import CloudflaredDownloadError, CloudflaredTunnel
 
-from ..support.host import free_port, machine_state, our_processes
+from ..support.host import free_port, interrupt_when, machine_state, our_processes
 from ..support.stand_ins import ColabStub, NgrokCloud, ngrok_agent_archive, serve_paths
 
 INSTALL = "Installing openssh-server (first run only)"
@@ -266,22 +265,6 @@ def test_a_cloudflared_download_that_fails_stops_and_undoes_the_others(
 
 
 # --- Ctrl-C ---------------------------------------------------------------------------------------
-
-
-def interrupt_when(ready, *, within: float = 30) -> threading.Thread:
-    """Ctrl-C as a notebook delivers it (SIGINT to the kernel's process) once ``ready()`` holds."""
-
-    def watch() -> None:
-        deadline = time.monotonic() + within
-        while time.monotonic() < deadline:
-            if ready():
-                os.kill(os.getpid(), signal.SIGINT)
-                return
-            time.sleep(0.01)
-
-    thread = threading.Thread(target=watch, daemon=True)
-    thread.start()
-    return thread
 
 
 @pytest.mark.parametrize("during", [INSTALL, DOWNLOAD, DRIVE])

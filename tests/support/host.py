@@ -6,8 +6,12 @@ from __future__ import annotations
 import os
 import pwd
 import shutil
+import signal
 import socket
 import subprocess
+import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -166,3 +170,19 @@ def home_of(user: str) -> Path:
 
 def have(program: str) -> bool:
     return shutil.which(program) is not None
+
+
+def interrupt_when(ready: Callable[[], bool], *, within: float = 30) -> threading.Thread:
+    """Ctrl-C as a notebook delivers it (SIGINT to the kernel's process) once ``ready()`` holds."""
+
+    def watch() -> None:
+        deadline = time.monotonic() + within
+        while time.monotonic() < deadline:
+            if ready():
+                os.kill(os.getpid(), signal.SIGINT)
+                return
+            time.sleep(0.01)
+
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+    return thread
