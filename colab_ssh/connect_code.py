@@ -71,7 +71,10 @@ _CLIENT_ARGUMENT = re.compile(r"[A-Za-z0-9._:/=-]+|%h|%p")
 # RFC 1123 host names: dot-separated labels of letters, digits and inner hyphens, 63 characters
 # at most each, 253 in all. No label starts with "-", so a host never reads as an option.
 _LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
+# An IP literal: digits, hex, dots and colons, matched before ipaddress, which takes anything
+# after "%" as an IPv6 zone, newlines and spaces included; with a zone id, a plain word after "%".
 _IP_CHARACTERS = re.compile(r"[0-9A-Fa-f:.]+")
+_IP_ZONE = re.compile(r"[0-9A-Fa-f:.]+(?:%[A-Za-z0-9_.-]+)?")
 # A single token: no whitespace, quote, "#", "%", "=", wildcard or control character, nothing
 # ssh_config or a shell would read as more than a word, and no leading "-" (an option).
 _TOKEN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,63}")
@@ -95,10 +98,16 @@ class ConnectDetails:
     client_command: str | None = None
 
 
-def check_host(value: object) -> str:
-    """A host name (RFC 1123) or an IPv4/IPv6 literal, else ConnectCodeError."""
+def check_host(value: object, *, zone_id: bool = False) -> str:
+    """A host name (RFC 1123) or an IPv4/IPv6 literal, else ConnectCodeError.
+
+    An IPv6 zone id (``fe80::1%eth0``) names an interface of the machine that wrote it, so it is
+    refused unless ``zone_id`` is true: a code's host goes into the laptop's ssh config, where the
+    runtime's interface means nothing (and ssh would read ``%e`` as a token). The runtime's own
+    ssh command may carry one (colab_ssh.tunnels).
+    """
     if isinstance(value, str):
-        if _IP_CHARACTERS.fullmatch(value):
+        if (_IP_ZONE if zone_id else _IP_CHARACTERS).fullmatch(value):
             try:
                 ipaddress.ip_address(value)
             except ValueError:

@@ -183,7 +183,9 @@ class Connection:
         """A ``~/.ssh/config`` block: ``ssh colab`` and VS Code Remote-SSH's host list."""
         lines = [
             f"Host {SSH_CONFIG_ALIAS}",
-            f"    HostName {self.host}",
+            # ssh expands %-tokens in HostName: an IPv6 zone id ("%eth0", which the tunnel side
+            # allows) is written "%%eth0", else ssh stops at the unknown token "%e".
+            f"    HostName {self.host.replace('%', '%%')}",
             f"    Port {self.port}",
             f"    User {self.user}",
             f"    HostKeyAlias {self.host_key_alias}",

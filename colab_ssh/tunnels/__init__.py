@@ -19,11 +19,10 @@ which start_ssh() runs while openssh-server installs; see :func:`prepare`.
 
 from __future__ import annotations
 
-import ipaddress
-import re
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
+from ..connect_code import ConnectCodeError, check_host
 from ..errors import TunnelError
 
 __all__ = ["Endpoint", "Tunnel", "can_prepare", "check_endpoint", "open_checked", "prepare", "tag_endpoint"]
@@ -60,27 +59,17 @@ class Tunnel(Protocol):
         ...
 
 
-# RFC 1123 host names: dot-separated labels of letters, digits and inner hyphens, 63 characters
-# at most each, 253 in all. A label may not start with "-", so no host reads as an ssh option.
-_LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
 _MAX_TEXT = 1000  # a proxy command or hint longer than this is not something we print
 
 
-# An IP literal: digits, hex, dots and colons, and for IPv6 an optional zone ("%eth0"). Checked
-# before ipaddress, which takes anything after "%" as the zone, newlines and spaces included.
-_IP_CHARACTERS = re.compile(r"[0-9A-Fa-f:.]+(?:%[A-Za-z0-9_.-]+)?")
-
-
 def _is_host(host: str) -> bool:
-    if _IP_CHARACTERS.fullmatch(host):
-        try:
-            ipaddress.ip_address(host)
-        except ValueError:
-            pass
-        else:
-            return True
-    name = host[:-1] if host.endswith(".") else host
-    return 0 < len(name) <= 253 and all(_LABEL.fullmatch(label) for label in name.split("."))
+    """The connection code's host check, with an IPv6 zone id allowed: the ssh command the runtime
+    prints may carry one (shell-quoted); the config block writes it escaped (Connection.ssh_config)."""
+    try:
+        check_host(host, zone_id=True)
+    except ConnectCodeError:
+        return False
+    return True
 
 
 def _is_plain_line(text: str) -> bool:

@@ -275,6 +275,17 @@ def test_the_single_value_checks_return_what_they_accept():
         check_port("0x10")
 
 
+def test_a_zone_id_is_a_host_only_where_asked_for():
+    # A code's host goes into the laptop's ssh config, where the runtime's interface name means
+    # nothing: refused there (BAD_VALUES); the runtime's own ssh command may carry one.
+    assert check_host("fe80::1%eth0", zone_id=True) == "fe80::1%eth0"
+    with pytest.raises(ConnectCodeError, match="is not a host name"):
+        check_host("fe80::1%eth0")
+    for value in ("fe80::1%eth0\nProxyCommand x", "fe80::1% x", "fe80::1%", "example.com%eth0"):
+        with pytest.raises(ConnectCodeError, match="is not a host name"):
+            check_host(value, zone_id=True)
+
+
 def test_the_details_carry_no_secret():
     assert [field.name for field in dataclasses.fields(ConnectDetails)] == [
         "host",

@@ -8,10 +8,14 @@ from __future__ import annotations
 import pytest
 
 from colab_ssh import TunnelError
+from colab_ssh.connection import Connection
 from colab_ssh.tunnels import Endpoint, check_endpoint
 from colab_ssh.tunnels.cloudflared import CLIENT_HINTS, PROXY_COMMAND
 
+from ..support.cards import PLAIN
 from ..support.endpoints import BAD_ENDPOINTS
+
+KEY = PLAIN.host_keys[0]
 
 GOOD_ENDPOINTS = [
     Endpoint("0.tcp.ngrok.io", 12345),
@@ -37,3 +41,14 @@ def test_a_bad_field_is_refused_naming_the_tunnel_and_the_field(name, endpoint, 
 @pytest.mark.parametrize("endpoint", GOOD_ENDPOINTS, ids=[e.host for e in GOOD_ENDPOINTS])
 def test_real_endpoints_pass(endpoint):
     assert check_endpoint(endpoint, "ngrok") is endpoint
+
+
+def test_a_zone_id_is_escaped_in_the_config_block_and_never_in_a_code():
+    # The tunnel side allows an IPv6 zone id (the ssh command carries it, shell-quoted); ssh reads
+    # "%e" in a config's HostName as a token, so the by-hand block writes it "%%"; a connection
+    # code refuses it (connect_code.check_host), so the managed block never sees one.
+    endpoint = check_endpoint(Endpoint("fe80::1%eth0", 22), "none")
+    connection = Connection(endpoint.host, endpoint.port, "root", None, 22, "none", (KEY,))
+    assert connection.ssh_command == "ssh root@fe80::1%eth0"
+    assert "    HostName fe80::1%%eth0\n" in connection.ssh_config
+    assert connection.connect_code is None
