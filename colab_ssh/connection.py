@@ -11,7 +11,15 @@ from .card import render_html
 if TYPE_CHECKING:  # connect_code loads (hashlib, json) only when a code is made, off import's path
     from .connect_code import ConnectDetails
 
-__all__ = ["Connection", "HostKey", "alias_of_keys", "render_details"]
+__all__ = [
+    "CONNECTION_SHARING_OPTIONS",
+    "KEEP_ALIVE_OPTIONS",
+    "Connection",
+    "HostKey",
+    "address_options",
+    "alias_of_keys",
+    "render_details",
+]
 
 SSH_CONFIG_ALIAS = "colab"
 # What the laptop runs: the laptop half of this distribution (colab_ssh.laptop).
@@ -24,6 +32,18 @@ SERVER_ALIVE_COUNT_MAX = 4
 # Connection sharing: the second `ssh colab` (and VS Code's many) reuse the first connection
 # instead of paying the tunnel's round trips for a new handshake and login.
 CONTROL_PERSIST = "10m"
+# The options both ~/.ssh/config blocks write (unindented): the by-hand one here
+# (Connection.ssh_config) and the one `colab-ssh connect` manages (laptop/ssh_config.py).
+KEEP_ALIVE_OPTIONS = (
+    f"ServerAliveInterval {SERVER_ALIVE_INTERVAL}",
+    f"ServerAliveCountMax {SERVER_ALIVE_COUNT_MAX}",
+)
+# Not on Windows: Win32-OpenSSH has no connection sharing (no Unix sockets).
+CONNECTION_SHARING_OPTIONS = (
+    "ControlMaster auto",
+    "ControlPath ~/.ssh/colab-%C",
+    f"ControlPersist {CONTROL_PERSIST}",
+)
 # sshfs over a link with 100 ms round trips: cache what an editor asks for again and again
 # (measured in benchmarks/RESULTS.md, row 4b). Every open() still costs one round trip, whatever
 # the options: sshfs sends an SFTP OPEN each time. A file saved on the client is on the server
@@ -47,6 +67,19 @@ SSHFS_CACHE_OPTIONS = (
     "entry_timeout=60",
     "attr_timeout=60",
 )
+
+
+def address_options(host: str, port: int, user: str, host_key_alias: str) -> list[str]:
+    """Where to connect, as whom, and the name known_hosts files the keys under: the first
+    options of both config blocks (unindented)."""
+    return [
+        # ssh expands %-tokens in HostName: an IPv6 zone id ("%eth0", which the tunnel side
+        # allows) is written "%%eth0", else ssh stops at the unknown token "%e".
+        f"HostName {host.replace('%', '%%')}",
+        f"Port {port}",
+        f"User {user}",
+        f"HostKeyAlias {host_key_alias}",
+    ]
 
 
 @dataclass(frozen=True)
@@ -180,27 +213,21 @@ class Connection:
 
     @property
     def ssh_config(self) -> str:
-        """A ``~/.ssh/config`` block: ``ssh colab`` and VS Code Remote-SSH's host list."""
-        lines = [
-            f"Host {SSH_CONFIG_ALIAS}",
-            # ssh expands %-tokens in HostName: an IPv6 zone id ("%eth0", which the tunnel side
-            # allows) is written "%%eth0", else ssh stops at the unknown token "%e".
-            f"    HostName {self.host.replace('%', '%%')}",
-            f"    Port {self.port}",
-            f"    User {self.user}",
-            f"    HostKeyAlias {self.host_key_alias}",
-        ]
+        """A ``~/.ssh/config`` block to paste: ``ssh colab`` and VS Code Remote-SSH's host list.
+
+        The options `colab-ssh connect` writes too (shared with laptop/ssh_config.py), without its
+        markers, its StrictHostKeyChecking (the pin here is the user's choice) and its per-platform
+        forms: one text for every laptop, with a comment for Windows.
+        """
+        options = address_options(self.host, self.port, self.user, self.host_key_alias)
         if self.proxy_command is not None:
-            lines.append(f"    ProxyCommand {self.proxy_command}")
-        lines += [
-            f"    ServerAliveInterval {SERVER_ALIVE_INTERVAL}",
-            f"    ServerAliveCountMax {SERVER_ALIVE_COUNT_MAX}",
-            "    # Windows' OpenSSH has no connection sharing: drop the next three lines there.",
-            "    ControlMaster auto",
-            "    ControlPath ~/.ssh/colab-%C",
-            f"    ControlPersist {CONTROL_PERSIST}",
+            options.append(f"ProxyCommand {self.proxy_command}")
+        options += [
+            *KEEP_ALIVE_OPTIONS,
+            "# Windows' OpenSSH has no connection sharing: drop the next three lines there.",
+            *CONNECTION_SHARING_OPTIONS,
         ]
-        return "\n".join(lines)
+        return "\n".join([f"Host {SSH_CONFIG_ALIAS}", *(f"    {option}" for option in options)])
 
     @property
     def known_hosts(self) -> str:

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import PurePath
 
 from ..connect_code import ConnectCodeError, ConnectDetails, check_details, check_port, check_token
-from ..connection import CONTROL_PERSIST, SERVER_ALIVE_COUNT_MAX, SERVER_ALIVE_INTERVAL
+from ..connection import CONNECTION_SHARING_OPTIONS, KEEP_ALIVE_OPTIONS, address_options
 
 __all__ = [
     "PLATFORMS",
@@ -101,30 +101,23 @@ def render_block(block: Block, newline: str = "\n") -> str:
         raise ValueError(f"platform {block.platform!r} is not one of {PLATFORMS}")
     name = _check_name(block.name)
     details = check_details(block.details)
+    options = [
+        *address_options(details.host, details.port, details.user, details.host_key_alias),
+        # known_hosts holds the runtime's key under this alias (`connect` pinned it), so checking
+        # stays strict: the first connection is verified too, and a different key is refused.
+        "StrictHostKeyChecking yes",
+    ]
+    if block.proxy is not None:
+        options.append(f"ProxyCommand {quote_command(block.proxy, block.platform)}")
+    options += [f"LocalForward {check_port(port)} localhost:{port}" for port in block.forwards]
+    options += KEEP_ALIVE_OPTIONS
+    if block.platform != "windows":  # Win32-OpenSSH has no connection sharing (no Unix sockets)
+        options += CONNECTION_SHARING_OPTIONS
     lines = [
         f"{_BEGIN.format(name=name)} (managed by `colab-ssh connect`; edits here are lost)",
         f"Host {name}",
-        f"    HostName {details.host}",
-        f"    Port {details.port}",
-        f"    User {details.user}",
-        # known_hosts holds the runtime's key under this alias (`connect` pinned it), so checking
-        # stays strict: the first connection is verified too, and a different key is refused.
-        f"    HostKeyAlias {details.host_key_alias}",
-        "    StrictHostKeyChecking yes",
+        *(f"    {option}" for option in options),
     ]
-    if block.proxy is not None:
-        lines.append(f"    ProxyCommand {quote_command(block.proxy, block.platform)}")
-    lines += [f"    LocalForward {check_port(port)} localhost:{port}" for port in block.forwards]
-    lines += [
-        f"    ServerAliveInterval {SERVER_ALIVE_INTERVAL}",
-        f"    ServerAliveCountMax {SERVER_ALIVE_COUNT_MAX}",
-    ]
-    if block.platform != "windows":  # Win32-OpenSSH has no connection sharing (no Unix sockets)
-        lines += [
-            "    ControlMaster auto",
-            "    ControlPath ~/.ssh/colab-%C",
-            f"    ControlPersist {CONTROL_PERSIST}",
-        ]
     lines += ["Match all", _END.format(name=name)]
     return "".join(line + newline for line in lines)
 

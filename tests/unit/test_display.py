@@ -25,6 +25,7 @@ from colab_ssh.display import (
     show_connection,
     vscode_url,
 )
+from colab_ssh.laptop.ssh_config import Block, render_block
 from colab_ssh.platform import Platform, detect_platform, in_notebook
 from colab_ssh.progress import Progress
 
@@ -114,6 +115,27 @@ def test_the_manual_setup_is_folded_below_the_connect_line():
     assert f"<pre>{html.escape(PLAIN.known_hosts)}</pre>" in manual
     assert "Run the line <i>on your laptop</i> above" in card
     assert card.index('<details class="cs-manual">') > card.index('class="cs-connect"')
+
+
+def test_the_by_hand_block_is_the_managed_blocks_options_for_pasting():
+    """The same options `colab-ssh connect` writes (one renderer of each line), without markers or
+    StrictHostKeyChecking, and with the Windows note instead of a per-platform form."""
+    assert PLAIN.ssh_config == (
+        "Host colab\n"
+        "    HostName 0.tcp.ngrok.io\n"
+        "    Port 12345\n"
+        "    User root\n"
+        "    HostKeyAlias colab-ssh-szvynbzzge\n"
+        "    ServerAliveInterval 15\n"
+        "    ServerAliveCountMax 4\n"
+        "    # Windows' OpenSSH has no connection sharing: drop the next three lines there.\n"
+        "    ControlMaster auto\n"
+        "    ControlPath ~/.ssh/colab-%C\n"
+        "    ControlPersist 10m"
+    )
+    managed = render_block(Block("colab", PLAIN.connect_details, "linux")).splitlines()
+    by_hand = [line for line in PLAIN.ssh_config.splitlines() if not line.lstrip().startswith("#")]
+    assert by_hand == [line for line in managed[1:-2] if "StrictHostKeyChecking" not in line]
 
 
 def test_a_connection_a_code_cannot_carry_shows_the_manual_setup_open():
