@@ -194,7 +194,13 @@ def proxy_argv(
 
 def connect(arguments: argparse.Namespace, laptop: Laptop) -> int:
     details = decode(arguments.code)
-    block = Block(arguments.name, details, laptop.platform, forwards=tuple(dict.fromkeys(arguments.forward)))
+    block = Block(
+        arguments.name,
+        details,
+        laptop.platform,
+        str(laptop.known_hosts),
+        forwards=tuple(dict.fromkeys(arguments.forward)),
+    )
     old_config = read_text(laptop.config)
     old_known = read_text(laptop.known_hosts)
     # Every check that can refuse runs before the client program is looked for (or downloaded).

@@ -19,7 +19,7 @@ import shlex
 import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import PurePath
+from pathlib import PurePath, PureWindowsPath
 
 from ..connect_code import ConnectCodeError, ConnectDetails, check_details, check_port, check_token
 from ..connection import CONNECTION_SHARING_OPTIONS, KEEP_ALIVE_OPTIONS, address_options
@@ -29,6 +29,7 @@ __all__ = [
     "Block",
     "ConfigError",
     "aliases_in_use",
+    "known_hosts_option",
     "managed_alias",
     "quote_command",
     "remove_block",
@@ -54,6 +55,7 @@ class Block:
     name: str  # the Host alias: `ssh NAME`
     details: ConnectDetails
     platform: str  # "linux", "darwin" or "windows": what this laptop's OpenSSH understands
+    known_hosts: str  # the file `connect` pinned the host keys in: the block's UserKnownHostsFile
     proxy: tuple[str, ...] | None = None  # ProxyCommand's argv; "%h" and "%p" stay ssh's tokens
     forwards: tuple[int, ...] = ()  # LocalForward PORT localhost:PORT
 
@@ -95,6 +97,24 @@ def quote_command(argv: Sequence[str], platform: str) -> str:
     return " ".join(word if word in ("%h", "%p") else shlex.quote(word) for word in words)
 
 
+def known_hosts_option(path: str, platform: str) -> str:
+    """``UserKnownHostsFile "PATH"``: ssh reads the pin from exactly the file `connect` wrote it to.
+
+    Without it, a ``UserKnownHostsFile`` of the user's (under ``Host *``, say) would send ssh to
+    another file, where our alias has no key: with StrictHostKeyChecking yes, every login fails.
+    The block comes first, so its value wins. The path is quoted (a home may hold a space), a
+    ``%`` written ``%%`` (ssh expands tokens there); Windows' separators are written as ``/``,
+    which Win32-OpenSSH takes, since OpenSSH 8.7's config parser reads a backslash as an escape.
+    """
+    text = PureWindowsPath(path).as_posix() if platform == "windows" else path
+    if not text or "${" in text or any(ch in text for ch in '"\\\r\n\x00'):
+        raise ConfigError(
+            f"cannot write {path!r} into UserKnownHostsFile (ssh_config cannot quote a '\"', '\\',"
+            " '${' or a line break): run colab-ssh from an account whose home folder has none"
+        )
+    return f'UserKnownHostsFile "{text.replace("%", "%%")}"'
+
+
 def render_block(block: Block, newline: str = "\n") -> str:
     """The managed block, markers included, each line ending with ``newline``."""
     if block.platform not in PLATFORMS:
@@ -106,6 +126,7 @@ def render_block(block: Block, newline: str = "\n") -> str:
         # known_hosts holds the runtime's key under this alias (`connect` pinned it), so checking
         # stays strict: the first connection is verified too, and a different key is refused.
         "StrictHostKeyChecking yes",
+        known_hosts_option(block.known_hosts, block.platform),
     ]
     if block.proxy is not None:
         options.append(f"ProxyCommand {quote_command(block.proxy, block.platform)}")

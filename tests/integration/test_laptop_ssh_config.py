@@ -11,7 +11,7 @@ import pwd
 import shlex
 import stat
 import subprocess
-from pathlib import Path
+from pathlib import Path, PurePath, PureWindowsPath
 
 import pytest
 
@@ -47,11 +47,12 @@ CLOUDFLARED = dataclasses.replace(
 )
 WINDOWS_CLOUDFLARED = "C:\\Users\\Jane Doe\\AppData\\Local\\colab-ssh\\bin\\cloudflared.exe"
 FORMS = {
-    "linux": Block("colab", DETAILS, "linux", forwards=(6006,)),
+    "linux": Block("colab", DETAILS, "linux", "/home/jane/.ssh/known_hosts", forwards=(6006,)),
     "darwin": Block(
         "gpu",
         DETAILS,
         "darwin",
+        "/Users/Jane Doe/.ssh/known_hosts",
         proxy=(
             "/Users/Jane Doe/venv/bin/python",
             *["-m", "colab_ssh", "proxy", "gpu", "--alias", "a", "%h", "%p"],
@@ -61,6 +62,7 @@ FORMS = {
         "colab",
         CLOUDFLARED,
         "windows",
+        "C:\\Users\\Jane Doe\\.ssh\\known_hosts",
         proxy=(WINDOWS_CLOUDFLARED, *["access", "ssh", "--hostname", "%h"]),
     ),
 }
@@ -76,6 +78,8 @@ def test_each_platforms_block_parses_with_openssh(tmp_path, form):
     assert options["user"] == ["root"]
     assert options["hostkeyalias"] == ["colab-ssh-abcdef0123"]
     assert options["stricthostkeychecking"] == ["true"]
+    written = PureWindowsPath(form.known_hosts) if form.platform == "windows" else PurePath(form.known_hosts)
+    assert options["userknownhostsfile"] == [written.as_posix()]  # Win32-OpenSSH reads "/" too
     assert options["serveraliveinterval"] == ["15"]
     if form.platform == "windows":
         assert options["controlmaster"] == ["false"]
@@ -103,6 +107,21 @@ def test_our_block_wins_for_colab_and_changes_no_other_host(tmp_path, old):
     assert colab["controlmaster"] == ["auto"]
     for host in ("a", "github.com", "other.example", "naïve", "COLAB"):
         assert ssh_g(after, host) == ssh_g(before, host), host
+
+
+def test_ssh_reads_the_pin_where_connect_wrote_it_over_a_users_known_hosts_file(tmp_path):
+    # A `Host *` naming other known_hosts files (a team's shared one, say) would leave ssh without
+    # our alias's key, and StrictHostKeyChecking yes would refuse every login.
+    pinned = tmp_path / "home dir" / "100%" / ".ssh" / "known_hosts"
+    theirs = "/srv/team/known_hosts /etc/ssh/other_hosts"  # ssh -G lists both on one line
+    user = f"Host *\n    UserKnownHostsFile {theirs}\n"
+    config = tmp_path / "config"
+    config.write_text(user)
+    assert ssh_g(config, "colab")["userknownhostsfile"] == [theirs]
+
+    config.write_text(upsert_block(user, dataclasses.replace(FORMS["linux"], known_hosts=str(pinned))))
+    assert ssh_g(config, "colab")["userknownhostsfile"] == [str(pinned)]
+    assert ssh_g(config, "other.example")["userknownhostsfile"] == [theirs]
 
 
 REPOSITORY = Path(colab_ssh.__file__).parent.parent

@@ -119,7 +119,8 @@ def test_the_manual_setup_is_folded_below_the_connect_line():
 
 def test_the_by_hand_block_is_the_managed_blocks_options_for_pasting():
     """The same options `colab-ssh connect` writes (one renderer of each line), without markers or
-    StrictHostKeyChecking, and with the Windows note instead of a per-platform form."""
+    the pin's StrictHostKeyChecking and UserKnownHostsFile, and with the Windows note instead of a
+    per-platform form."""
     assert PLAIN.ssh_config == (
         "Host colab\n"
         "    HostName 0.tcp.ngrok.io\n"
@@ -133,9 +134,10 @@ def test_the_by_hand_block_is_the_managed_blocks_options_for_pasting():
         "    ControlPath ~/.ssh/colab-%C\n"
         "    ControlPersist 10m"
     )
-    managed = render_block(Block("colab", PLAIN.connect_details, "linux")).splitlines()
+    managed = render_block(Block("colab", PLAIN.connect_details, "linux", "/k")).splitlines()
     by_hand = [line for line in PLAIN.ssh_config.splitlines() if not line.lstrip().startswith("#")]
-    assert by_hand == [line for line in managed[1:-2] if "StrictHostKeyChecking" not in line]
+    own = ("StrictHostKeyChecking", "UserKnownHostsFile")  # the managed block's own: it pinned the key
+    assert by_hand == [line for line in managed[1:-2] if not line.lstrip().startswith(own)]
 
 
 def test_a_connection_a_code_cannot_carry_shows_the_manual_setup_open():

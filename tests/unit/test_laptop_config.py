@@ -18,6 +18,7 @@ from colab_ssh.laptop.ssh_config import (
     Block,
     ConfigError,
     aliases_in_use,
+    known_hosts_option,
     managed_alias,
     quote_command,
     remove_block,
@@ -27,7 +28,7 @@ from colab_ssh.laptop.ssh_config import (
 
 from ..support.laptop_configs import ACCEPTED, DETAILS, KEY, KEY_2, REFUSED, begin_line, outside
 
-BLOCK = Block(name="colab", details=DETAILS, platform="linux")
+BLOCK = Block(name="colab", details=DETAILS, platform="linux", known_hosts="/home/jane/.ssh/known_hosts")
 
 
 # --- the block, exactly --------------------------------------------------------------------------
@@ -40,6 +41,7 @@ Host colab
     User root
     HostKeyAlias colab-ssh-abcdef0123
     StrictHostKeyChecking yes
+    UserKnownHostsFile "/home/jane/.ssh/known_hosts"
     ServerAliveInterval 15
     ServerAliveCountMax 4
     ControlMaster auto
@@ -57,6 +59,7 @@ Host gpu
     User root
     HostKeyAlias colab-ssh-abcdef0123
     StrictHostKeyChecking yes
+    UserKnownHostsFile "/Users/Jane Doe/.ssh/known_hosts"
     ProxyCommand '/Users/Jane Doe/.local/pipx/venvs/colab-ssh-host/bin/python' -m colab_ssh proxy gpu --alias colab-ssh-abcdef0123 --from '/Users/Jane Doe/Library/CloudStorage/GoogleDrive-jane@example.com/My Drive/colab-ssh' %h %p
     LocalForward 6006 localhost:6006
     LocalForward 8888 localhost:8888
@@ -77,6 +80,7 @@ Host colab\r
     User root\r
     HostKeyAlias colab-ssh-abcdef0123\r
     StrictHostKeyChecking yes\r
+    UserKnownHostsFile "C:/Users/Jane Doe/.ssh/known_hosts"\r
     ProxyCommand "C:\\Program Files\\Python312\\python.exe" -m colab_ssh proxy colab --alias colab-ssh-abcdef0123 --from "G:\\My Drive\\colab-ssh" --client "C:\\Users\\Jane Doe\\AppData\\Local\\colab-ssh\\bin\\cloudflared.exe" %h %p\r
     ServerAliveInterval 15\r
     ServerAliveCountMax 4\r
@@ -94,6 +98,7 @@ def test_the_macos_block_with_a_lookup_and_forwards():
         name="gpu",
         details=DETAILS,
         platform="darwin",
+        known_hosts="/Users/Jane Doe/.ssh/known_hosts",
         proxy=(
             "/Users/Jane Doe/.local/pipx/venvs/colab-ssh-host/bin/python",
             "-m",
@@ -127,8 +132,37 @@ def test_the_windows_block_has_no_connection_sharing_and_quotes_program_paths():
         *("--client", "C:\\Users\\Jane Doe\\AppData\\Local\\colab-ssh\\bin\\cloudflared.exe"),
         *("%h", "%p"),
     )
-    block = Block(name="colab", details=details, platform="windows", proxy=proxy)
+    block = Block(
+        name="colab",
+        details=details,
+        platform="windows",
+        known_hosts="C:\\Users\\Jane Doe\\.ssh\\known_hosts",
+        proxy=proxy,
+    )
     assert render_block(block, "\r\n") == WINDOWS_BLOCK
+
+
+@pytest.mark.parametrize(
+    ("path", "platform", "expected"),
+    [
+        ("/home/u/100%/.ssh/known_hosts", "linux", 'UserKnownHostsFile "/home/u/100%%/.ssh/known_hosts"'),
+        (
+            "C:\\Users\\a b\\.ssh\\known_hosts",
+            "windows",
+            'UserKnownHostsFile "C:/Users/a b/.ssh/known_hosts"',
+        ),
+    ],
+)
+def test_the_known_hosts_file_is_written_for_ssh_to_read_back(path, platform, expected):
+    assert known_hosts_option(path, platform) == expected
+
+
+@pytest.mark.parametrize(
+    "path", ['/home/a"b/.ssh/known_hosts', "/home/a\\b/k", "/home/${X}/k", "/home/a\nb/k", ""]
+)
+def test_a_known_hosts_path_ssh_config_cannot_quote_is_refused(path):
+    with pytest.raises(ConfigError, match=r"^cannot write .* into UserKnownHostsFile"):
+        known_hosts_option(path, "linux")
 
 
 @pytest.mark.parametrize(
