@@ -27,9 +27,11 @@ import contextvars
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from types import TracebackType
 from typing import Any, Generic, Literal, TypeVar
+
+from .processes import interrupts_held
 
 __all__ = ["CONCURRENT", "Step", "Steps"]
 
@@ -199,7 +201,7 @@ class Steps:
             else:
                 self._undo.pop_all()
                 return False
-        with _interrupts_held() as interrupted:
+        with interrupts_held() as interrupted:
             if isinstance(exc, Exception) and all(error is not exc for _when, error in self._failures()):
                 self._here_failures.append((failed_at, exc))  # raised by this block itself
             self._stop_running()
@@ -240,25 +242,3 @@ def _undo_if_done(step: Step[Any], undo: Callable[[], object]) -> None:
 def _one_line(error: BaseException) -> str:
     lines = str(error).splitlines()
     return f"{type(error).__name__}: {lines[0] if lines else ''}"
-
-
-@contextlib.contextmanager
-def _interrupts_held() -> Iterator[list[bool]]:
-    """Hold back Ctrl-C while running steps are stopped and undone (an interrupted undo would
-    leave things half done); yields a list that is non-empty if one came. Main thread only: a
-    signal handler can be set there alone, and only there does Python deliver SIGINT."""
-    import signal  # here: only a failed start needs it
-
-    interrupted: list[bool] = []
-    if threading.current_thread() is not threading.main_thread():
-        yield interrupted
-        return
-    previous = signal.getsignal(signal.SIGINT)
-    if previous is None:  # a handler not set from Python: it could not be put back
-        yield interrupted
-        return
-    signal.signal(signal.SIGINT, lambda _signum, _frame: interrupted.append(True))
-    try:
-        yield interrupted
-    finally:
-        signal.signal(signal.SIGINT, previous)

@@ -25,8 +25,9 @@ import contextlib
 import json
 import os
 import signal
+import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,6 +41,7 @@ __all__ = [
     "command_line",
     "descendants",
     "holds_open",
+    "interrupts_held",
     "ngrok_agent_is_ours",
     "option_value",
     "read_record",
@@ -345,3 +347,24 @@ def supervisor_is_ours(state_dir: Path) -> Callable[[Sequence[str]], bool]:
         return state is None or not Path(state).is_absolute() or Path(state) == state_dir
 
     return check
+
+
+@contextlib.contextmanager
+def interrupts_held() -> Iterator[list[bool]]:
+    """Hold back Ctrl-C for a moment that must not be cut in two: starting a process and noting it
+    (a Ctrl-C inside Popen leaves a child nobody knows), stopping and undoing a failed start.
+    Yields a list that is non-empty if one came; the caller acts on it afterwards. Main thread
+    only: a signal handler can be set there alone, and only there does Python deliver SIGINT."""
+    interrupted: list[bool] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield interrupted
+        return
+    previous = signal.getsignal(signal.SIGINT)
+    if previous is None:  # a handler not set from Python: it could not be put back
+        yield interrupted
+        return
+    signal.signal(signal.SIGINT, lambda _signum, _frame: interrupted.append(True))
+    try:
+        yield interrupted
+    finally:
+        signal.signal(signal.SIGINT, previous)

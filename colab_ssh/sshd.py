@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 from .errors import ColabSSHError, SshdConfigError, SshdStartError
-from .processes import read_record, record_process, sshd_is_ours, stop_recorded, stop_tree
+from .processes import interrupts_held, read_record, record_process, sshd_is_ours, stop_recorded, stop_tree
 from .system import open_log, read_file, remove_file, tail, tool_environment, write_file
 
 __all__ = [
@@ -137,22 +137,27 @@ class SshdProcess:
         """
         ensure_config(config, config_text)
         log = open_log(log_path)
+        # Ctrl-C is held while sshd is started and noted: inside Popen it would leave an sshd
+        # running that nobody knows (Popen does not stop a child it started when interrupted).
+        with interrupts_held() as interrupted:
+            try:
+                # Its own session, and a log file instead of our stdout/stderr: a daemon holding
+                # the caller's pipes would make anyone reading them wait forever.
+                argv = [sshd, "-D", "-e", "-f", str(config), "-p", str(port)]
+                process = subprocess.Popen(
+                    argv,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=log,
+                    start_new_session=True,
+                    env=tool_environment(),  # the caller's may be too big to exec; sshd passes on TZ
+                )
+            finally:
+                os.close(log)
+            started = cls(process, port, log_path, pid_file)
         try:
-            # Its own session, and a log file instead of our stdout/stderr: a daemon holding
-            # the caller's pipes would make anyone reading them wait forever.
-            argv = [sshd, "-D", "-e", "-f", str(config), "-p", str(port)]
-            process = subprocess.Popen(
-                argv,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=log,
-                start_new_session=True,
-                env=tool_environment(),  # the caller's may be too big to exec; sshd passes on TZ
-            )
-        finally:
-            os.close(log)
-        started = cls(process, port, log_path, pid_file)
-        try:
+            if interrupted:
+                raise KeyboardInterrupt
             record_process(pid_file, process.pid, argv)
             started._wait_for_banner(timeout)
         except SshdStartError:

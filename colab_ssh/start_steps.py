@@ -25,6 +25,7 @@ from .host_keys import host_key_fingerprints, prepare_host_keys, save_address, s
 from .keys import PublicKey, fetch_github_keys, install_authorized_keys, parse_public_key
 from .parallel_steps import Step, Steps
 from .platform import default_workdir, detect_platform
+from .processes import interrupts_held
 from .progress import Progress
 from .published import endpoint_metadata
 from .request import Request
@@ -184,14 +185,22 @@ def bring_up(request: Request, progress: Progress, tunnel: Tunnel, keys: list[Pu
             if old_hash is not None and old_hash.startswith("!"):
                 # Without PAM, sshd refuses even key logins to a locked account ("!" hash, as
                 # useradd leaves it); "*" unlocks it while no password can match.
-                set_password_hash(request.user, "*")
-                steps.undo(set_password_hash, request.user, old_hash)
+                with interrupts_held() as interrupted:  # the change and its undo are one
+                    set_password_hash(request.user, "*")
+                    steps.undo(set_password_hash, request.user, old_hash)
+                if interrupted:
+                    raise KeyboardInterrupt
             home = Path(account.pw_dir)
             installed = install_authorized_keys(home, account.pw_uid, account.pw_gid, keys)
             steps.undo(installed.undo)
         else:
-            password_change = PasswordChange(request.user, password)  # hashes while sshd starts
-            steps.undo(_restore_password, password_change, old_hash)
+            # The change and its undo are one: Ctrl-C is held in between (inside Popen it would
+            # also leave chpasswd running, unknown, to change the password with no undo).
+            with interrupts_held() as interrupted:
+                password_change = PasswordChange(request.user, password)  # hashes while sshd starts
+                steps.undo(_restore_password, password_change, old_hash)
+            if interrupted:
+                raise KeyboardInterrupt
 
         if request.host_keys_dir is None:
             host_keys = system_host_keys(paths.host_keys_dir)

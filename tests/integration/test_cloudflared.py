@@ -628,20 +628,19 @@ def test_an_address_but_no_edge_connection(test_user, port, state_dir, edge, mon
     assert_failed_cleanly(state_dir, edge)
 
 
-def test_ctrl_c_while_it_connects_stops_it_and_starts_no_second_try(test_user, port, state_dir, edge):
+def test_ctrl_c_while_it_connects_stops_it_and_starts_no_second_try(
+    test_user, port, state_dir, edge, monkeypatch
+):
     """start_ssh() opens the tunnel on a thread while sshd starts; Ctrl-C there asks the tunnel to
     stop (cancel()): the agent is stopped and the HTTP/2 retry never starts, so nothing waits for a
     connection that cannot come (without it: two start timeouts, then a second agent)."""
-    os.environ["CLOUDFLARED_STAND_IN_FAIL"] = "edge-unreachable"  # no connection ever registers
-    try:
-        tunnel = CloudflaredTunnel(paths_for(state_dir), start_timeout=30)
-        watcher = interrupt_when(lambda: bool(agent_pids(state_dir)))
+    monkeypatch.setenv("CLOUDFLARED_STAND_IN_FAIL", "edge-unreachable")  # no connection ever registers
+    tunnel = CloudflaredTunnel(paths_for(state_dir), start_timeout=30)
+    watcher = interrupt_when(lambda: bool(agent_pids(state_dir)))
 
-        with pytest.raises(KeyboardInterrupt):
-            start_cloudflared(test_user, port, state_dir, tunnel)
-        watcher.join(10)
-    finally:
-        del os.environ["CLOUDFLARED_STAND_IN_FAIL"]
+    with pytest.raises(KeyboardInterrupt):
+        start_cloudflared(test_user, port, state_dir, tunnel)
+    watcher.join(10)
 
     assert "Initial protocol http2" not in agent_log(state_dir)
     assert_failed_cleanly(state_dir, edge)

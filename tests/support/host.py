@@ -3,6 +3,7 @@ and the real OpenSSH client (with client keys made by ssh-keygen)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pwd
 import shutil
@@ -178,9 +179,10 @@ def interrupt_when(ready: Callable[[], bool], *, within: float = 30) -> threadin
     def watch() -> None:
         deadline = time.monotonic() + within
         while time.monotonic() < deadline:
-            if ready():
-                os.kill(os.getpid(), signal.SIGINT)
-                return
+            with contextlib.suppress(OSError):  # a process gone while ready() looked at /proc
+                if ready():
+                    os.kill(os.getpid(), signal.SIGINT)
+                    return
             time.sleep(0.01)
 
     thread = threading.Thread(target=watch, daemon=True)
