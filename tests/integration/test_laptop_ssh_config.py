@@ -22,7 +22,7 @@ from colab_ssh.laptop.ssh_config import Block, render_block, upsert_block
 
 from ..support.cards import PLAIN
 from ..support.host import home_of
-from ..support.laptop_configs import ACCEPTED, DETAILS
+from ..support.laptop_configs import ACCEPTED, CLOUDFLARED_DETAILS, DETAILS
 
 
 def ssh_g(config: Path, host: str) -> dict[str, list[str]]:
@@ -38,13 +38,6 @@ def ssh_g(config: Path, host: str) -> dict[str, list[str]]:
     return options
 
 
-CLOUDFLARED = dataclasses.replace(
-    DETAILS,
-    host="humble-yellow-bright-garden.trycloudflare.com",
-    port=22,
-    tunnel="cloudflared",
-    client_command="cloudflared access ssh --hostname %h",
-)
 WINDOWS_CLOUDFLARED = "C:\\Users\\Jane Doe\\AppData\\Local\\colab-ssh\\bin\\cloudflared.exe"
 FORMS = {
     "linux": Block("colab", DETAILS, "linux", "/home/jane/.ssh/known_hosts", forwards=(6006,)),
@@ -60,7 +53,7 @@ FORMS = {
     ),
     "windows": Block(
         "colab",
-        CLOUDFLARED,
+        CLOUDFLARED_DETAILS,
         "windows",
         "C:\\Users\\Jane Doe\\.ssh\\known_hosts",
         proxy=(WINDOWS_CLOUDFLARED, *["access", "ssh", "--hostname", "%h"]),

@@ -1,16 +1,20 @@
 """Shared test data for the laptop's ssh config: host keys built by hand (no ssh-keygen in tests/unit),
-a runtime's details, and the table of existing config files, accepted and refused."""
+a runtime's details (over ngrok, and over cloudflared with its client command), and the table of
+existing config files, accepted and refused."""
 
 from __future__ import annotations
 
 import base64
+import dataclasses
 import struct
 
 from colab_ssh.connect_code import ConnectDetails
 
 
-def public_key(kind: str = "ssh-ed25519", body: bytes = bytes(range(32))) -> str:
-    name = kind.encode()
+def public_key(kind: str = "ssh-ed25519", body: bytes = bytes(range(32)), named: str | None = None) -> str:
+    """A public key line as OpenSSH writes it: the blob is (uint32 length, type name, key data);
+    ``named`` puts another type name in the blob (a key that lies about its type)."""
+    name = (named or kind).encode()
     blob = struct.pack(">I", len(name)) + name + struct.pack(">I", len(body)) + body
     return f"{kind} {base64.b64encode(blob).decode()}"
 
@@ -24,6 +28,13 @@ DETAILS = ConnectDetails(
     tunnel="ngrok",
     host_key_alias="colab-ssh-abcdef0123",
     host_keys=(KEY,),
+)
+CLOUDFLARED_DETAILS = dataclasses.replace(
+    DETAILS,
+    host="humble-yellow-bright-garden.trycloudflare.com",
+    port=22,
+    tunnel="cloudflared",
+    client_command="cloudflared access ssh --hostname %h",
 )
 
 

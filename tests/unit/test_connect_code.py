@@ -24,31 +24,9 @@ from colab_ssh.connect_code import (
     encode,
 )
 
+from ..support.laptop_configs import CLOUDFLARED_DETAILS, DETAILS, KEY, public_key
 
-def public_key(kind: str = "ssh-ed25519", body: bytes = bytes(range(32)), named: str | None = None) -> str:
-    """A public key line as OpenSSH writes it: the blob is (uint32 length, type name, key data)."""
-    name = (named or kind).encode()
-    blob = struct.pack(">I", len(name)) + name + struct.pack(">I", len(body)) + body
-    return f"{kind} {base64.b64encode(blob).decode()}"
-
-
-ED25519 = public_key()
 RSA = public_key("ssh-rsa", bytes(range(256)) * 2)
-DETAILS = ConnectDetails(
-    host="0.tcp.eu.ngrok.io",
-    port=12345,
-    user="root",
-    tunnel="ngrok",
-    host_key_alias="colab-ssh-abcdef0123",
-    host_keys=(ED25519,),
-)
-CLOUDFLARED = dataclasses.replace(
-    DETAILS,
-    host="humble-yellow-bright-garden.trycloudflare.com",
-    port=22,
-    tunnel="cloudflared",
-    client_command="cloudflared access ssh --hostname %h",
-)
 
 
 def hand_made(values: list[object], checksum: bytes | None = None, length_change: int = 0) -> str:
@@ -78,8 +56,8 @@ def fields_of(details: ConnectDetails) -> list[object]:
     "details",
     [
         DETAILS,
-        CLOUDFLARED,
-        dataclasses.replace(DETAILS, host="2001:db8::1", port=1, host_keys=(ED25519, RSA)),
+        CLOUDFLARED_DETAILS,
+        dataclasses.replace(DETAILS, host="2001:db8::1", port=1, host_keys=(KEY, RSA)),
         dataclasses.replace(DETAILS, host="192.0.2.7", port=65535, user="a_user.name-2", tunnel="my.plugin"),
         dataclasses.replace(DETAILS, host="example.com.", host_keys=(public_key("ecdsa-sha2-nistp256"),)),
     ],
@@ -95,12 +73,12 @@ def test_a_code_decodes_to_the_details_it_was_made_from(details):
 
 def test_a_code_with_one_ed25519_key_is_short():
     assert len(encode(DETAILS)) < 250
-    assert len(encode(CLOUDFLARED)) < 400
+    assert len(encode(CLOUDFLARED_DETAILS)) < 400
 
 
 def test_a_hand_made_code_in_the_documented_form_decodes():
     """The module's docstring is the format: a code built from it alone is read back."""
-    assert decode(hand_made(fields_of(CLOUDFLARED))) == CLOUDFLARED
+    assert decode(hand_made(fields_of(CLOUDFLARED_DETAILS))) == CLOUDFLARED_DETAILS
 
 
 # --- damaged, truncated, foreign ---------------------------------------------------------------
@@ -114,7 +92,7 @@ def test_a_code_cut_short_is_refused_as_cut_short(keep):
 
 
 def test_every_changed_character_is_refused():
-    code = encode(CLOUDFLARED)
+    code = encode(CLOUDFLARED_DETAILS)
     for position in range(len(PREFIX), len(code)):
         for replacement in "A_":
             if code[position] == replacement:
@@ -176,7 +154,7 @@ def test_an_overlong_code_is_refused_before_it_is_decoded():
     [
         {"host": "x"},
         ["only", "five", "fields", "in", "here"],
-        [*fields_of(CLOUDFLARED), "an eighth"],
+        [*fields_of(CLOUDFLARED_DETAILS), "an eighth"],
         "a string",
     ],
     ids=["object", "five", "eight", "string"],
@@ -224,11 +202,11 @@ BAD_VALUES = [
     ("host_key_alias", "alias=x", "host key alias .* is not a single word"),
     ("host_key_alias", "a\tb", "host key alias .* is not a single word"),
     ("host_keys", (), "no host key to pin"),
-    ("host_keys", (ED25519,) * 9, "9 host keys, more than 8"),
+    ("host_keys", (KEY,) * 9, "9 host keys, more than 8"),
     ("host_keys", ("ssh-dss AAAAB3NzaC1kc3MAAAA=",), "is not a public host key"),
     ("host_keys", (public_key("ssh-ed25519", named="ssh-rsa"),), "is not a public host key"),
-    ("host_keys", (ED25519 + " comment",), "is not a public host key"),
-    ("host_keys", (ED25519 + "\nevil",), "is not a public host key"),
+    ("host_keys", (KEY + " comment",), "is not a public host key"),
+    ("host_keys", (KEY + "\nevil",), "is not a public host key"),
     ("host_keys", ("ssh-ed25519 AAAA!!",), "is not a public host key"),
     ("host_keys", ("ssh-ed25519 AAAAC3Nz",), "is not a public host key"),
     ("client_command", "rm -rf /", "is not one colab-ssh runs"),
@@ -244,7 +222,7 @@ BAD_VALUES = [
 
 @pytest.mark.parametrize(("field", "value", "message"), BAD_VALUES)
 def test_a_bad_value_is_refused_everywhere(field, value, message):
-    details = dataclasses.replace(CLOUDFLARED, **{field: value})
+    details = dataclasses.replace(CLOUDFLARED_DETAILS, **{field: value})
     with pytest.raises(ConnectCodeError, match=message):
         check_details(details)
     with pytest.raises(ConnectCodeError, match=message):

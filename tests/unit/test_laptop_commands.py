@@ -18,7 +18,7 @@ from colab_ssh.connect_code import encode
 from colab_ssh.laptop import commands, files
 from colab_ssh.laptop.commands import Laptop, run_on
 
-from ..support.laptop_configs import DETAILS, KEY, KEY_2, outside
+from ..support.laptop_configs import CLOUDFLARED_DETAILS, DETAILS, KEY, KEY_2, outside
 
 CODE = encode(DETAILS)
 MOVED = encode(dataclasses.replace(DETAILS, host="4.tcp.eu.ngrok.io", port=17001))
@@ -160,15 +160,7 @@ def test_on_windows_the_block_has_no_connection_sharing(laptop):
     assert "Control" not in config
 
 
-CLOUDFLARED = encode(
-    dataclasses.replace(
-        DETAILS,
-        host="humble-yellow-bright-garden.trycloudflare.com",
-        port=22,
-        tunnel="cloudflared",
-        client_command="cloudflared access ssh --hostname %h",
-    )
-)
+CLOUDFLARED = encode(CLOUDFLARED_DETAILS)
 
 
 def with_cloudflared_on_path(laptop: Laptop, tmp_path: Path) -> tuple[Laptop, Path]:

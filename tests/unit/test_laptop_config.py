@@ -26,7 +26,16 @@ from colab_ssh.laptop.ssh_config import (
     upsert_block,
 )
 
-from ..support.laptop_configs import ACCEPTED, DETAILS, KEY, KEY_2, REFUSED, begin_line, outside
+from ..support.laptop_configs import (
+    ACCEPTED,
+    CLOUDFLARED_DETAILS,
+    DETAILS,
+    KEY,
+    KEY_2,
+    REFUSED,
+    begin_line,
+    outside,
+)
 
 BLOCK = Block(name="colab", details=DETAILS, platform="linux", known_hosts="/home/jane/.ssh/known_hosts")
 
@@ -118,13 +127,6 @@ def test_the_macos_block_with_a_lookup_and_forwards():
 
 
 def test_the_windows_block_has_no_connection_sharing_and_quotes_program_paths():
-    details = dataclasses.replace(
-        DETAILS,
-        host="humble-yellow-bright-garden.trycloudflare.com",
-        port=22,
-        tunnel="cloudflared",
-        client_command="cloudflared access ssh --hostname %h",
-    )
     proxy = (
         "C:\\Program Files\\Python312\\python.exe",
         *("-m", "colab_ssh", "proxy", "colab", "--alias", "colab-ssh-abcdef0123"),
@@ -134,7 +136,7 @@ def test_the_windows_block_has_no_connection_sharing_and_quotes_program_paths():
     )
     block = Block(
         name="colab",
-        details=details,
+        details=CLOUDFLARED_DETAILS,
         platform="windows",
         known_hosts="C:\\Users\\Jane Doe\\.ssh\\known_hosts",
         proxy=proxy,

@@ -5,6 +5,7 @@ client command as an argv list, and the fall-back to the last known address."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import re
 from datetime import datetime, timedelta, timezone
@@ -13,7 +14,6 @@ from pathlib import Path
 import pytest
 
 from colab_ssh.connect_code import ConnectCodeError, ConnectDetails
-from colab_ssh.connection import Connection, HostKey
 from colab_ssh.laptop import proxy
 from colab_ssh.laptop.lookup import (
     Found,
@@ -30,6 +30,8 @@ from colab_ssh.published import (
     parse_address,
     render_address,
 )
+
+from ..support.cards import PLAIN
 
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIEtYwUB4bXGmHn4Msn2YQSUF7SsE6pbCqDezmPWBlTuV"
 ALIAS = "colab-ssh-abcdef0123"
@@ -71,22 +73,16 @@ def test_the_address_file_is_the_details_with_format_and_time():
 
 
 def test_a_connection_publishes_no_secret():
-    connection = Connection(
-        host="127.0.0.1",
-        port=2222,
-        user="root",
-        password="hunter2-secret",
-        local_port=22,
-        tunnel="cloudflared",
-        host_keys=(HostKey("ssh-ed25519", "SHA256:AbCdEf0123456789xyz", KEY),),
-        proxy_command="cloudflared access ssh --hostname %h",
+    connection = dataclasses.replace(
+        PLAIN, tunnel="cloudflared", proxy_command="cloudflared access ssh --hostname %h"
     )
 
     details = connection.connect_details
     text = render_address(details, UPDATED)
 
-    assert "hunter2" not in text
-    assert details.host_key_alias == connection.host_key_alias == "colab-ssh-abcdef0123"
+    assert PLAIN.password and PLAIN.password not in text
+    assert details.host_key_alias == connection.host_key_alias
+    assert details.host_keys == (PLAIN.host_keys[0].public_key,)
     assert details.client_command == "cloudflared access ssh --hostname %h"
     assert parse_address(text)[0] == details
 
