@@ -43,10 +43,9 @@ from colab_ssh.tunnels.cloudflared import (
 from colab_ssh.tunnels.registry import tunnel_names
 
 from ..support.host import SshClient, free_port, interrupt_when, our_processes
-from ..support.stand_ins import TESTS, http_server, serve_paths
+from ..support.stand_ins import STAND_IN_CLOUDFLARED as STAND_IN
+from ..support.stand_ins import STAND_INS, http_server, serve_paths, use_cloudflare_edge
 
-STAND_INS = TESTS / "stand_ins"
-STAND_IN = STAND_INS / "cloudflared"
 HOSTNAME = re.compile(r"[a-z]+(?:-[a-z]+){3}\.trycloudflare\.com")
 
 
@@ -80,11 +79,8 @@ class CloudflareEdge:
 @pytest.fixture
 def edge(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> CloudflareEdge:
     """Server side: COLAB_SSH_CLOUDFLARED; client side (ssh's ProxyCommand): the stand-in on PATH."""
-    state = tmp_path / "cloudflare-edge"
-    monkeypatch.setenv("COLAB_SSH_CLOUDFLARED", str(STAND_IN))
-    monkeypatch.setenv("CLOUDFLARED_STAND_IN_STATE", str(state))
+    state = use_cloudflare_edge(monkeypatch, tmp_path / "cloudflare-edge")
     monkeypatch.setenv("PATH", f"{STAND_INS}{os.pathsep}{os.environ['PATH']}")
-    monkeypatch.delenv("CLOUDFLARED_STAND_IN_FAIL", raising=False)
     return CloudflareEdge(state)
 
 

@@ -38,8 +38,15 @@ import pytest
 from colab_ssh import Connection, ssh_status, start_ssh, stop_ssh
 from colab_ssh.published import ADDRESS_FILE, render_address
 
-from ..support.host import have, our_processes
-from ..support.stand_ins import STAND_IN_NGROK, TESTS, NgrokCloud
+from ..support.host import have, our_processes, start_published_ngrok
+from ..support.stand_ins import (
+    STAND_IN_CLOUDFLARED,
+    STAND_IN_NGROK,
+    STAND_INS,
+    TESTS,
+    NgrokCloud,
+    use_cloudflare_edge,
+)
 
 SYSTEM_PYTHON = "/usr/bin/python3"  # what a laptop has; ours lives under /root, closed to others
 CHECKOUT = TESTS.parent
@@ -184,20 +191,6 @@ def host_keys_dir(tmp_path) -> Path:
     return folder
 
 
-def start_runtime(test_user, port, state_dir, host_keys_dir, laptop: Laptop, token: str) -> Connection:
-    return start_ssh(
-        tunnel="ngrok",
-        authtoken=token,
-        port=port,
-        user=test_user,
-        state_dir=state_dir,
-        public_key=laptop.public_key,
-        host_keys_dir=host_keys_dir,
-        quiet=True,
-        monitor_interval=0.5,
-    )
-
-
 def agent_pid(state_dir: Path) -> int:
     """The ngrok agent's pid: the process running the stand-in (its config is in the state folder)."""
     (pid,) = [
@@ -256,8 +249,8 @@ def block_of(laptop: Laptop, name: str = "colab") -> str:
 def test_connect_then_ssh_colab_logs_in_with_the_key_pinned(
     test_user, port, state_dir, host_keys_dir, laptop, ngrok_cloud: NgrokCloud
 ):
-    connection = start_runtime(
-        test_user, port, state_dir, host_keys_dir, laptop, ngrok_cloud.add_account("tok_lap_1")
+    connection = start_published_ngrok(
+        test_user, port, state_dir, host_keys_dir, ngrok_cloud.add_account("tok_lap_1"), laptop.public_key
     )
 
     connect(laptop, connection)
@@ -274,8 +267,8 @@ def test_connect_then_ssh_colab_logs_in_with_the_key_pinned(
 def test_without_a_source_connect_again_updates_the_address(
     test_user, port, state_dir, host_keys_dir, laptop, ngrok_cloud: NgrokCloud
 ):
-    first = start_runtime(
-        test_user, port, state_dir, host_keys_dir, laptop, ngrok_cloud.add_account("tok_lap_3")
+    first = start_published_ngrok(
+        test_user, port, state_dir, host_keys_dir, ngrok_cloud.add_account("tok_lap_3"), laptop.public_key
     )
     connect(laptop, first)
     assert laptop.ssh("colab", "true").returncode == 0
@@ -303,8 +296,8 @@ def test_sshfs_mounts_through_the_block(
     laptop account (sshfs's ssh_command), so that account's config, block and pinned key are what
     connect, exactly as when the user runs sshfs."""
     assert have("sshfs"), "sshfs is installed by .ci/run"
-    connection = start_runtime(
-        test_user, port, state_dir, host_keys_dir, laptop, ngrok_cloud.add_account("tok_lap_4")
+    connection = start_published_ngrok(
+        test_user, port, state_dir, host_keys_dir, ngrok_cloud.add_account("tok_lap_4"), laptop.public_key
     )
     server_home = Path(pwd.getpwnam(test_user).pw_dir)
     (server_home / "from-the-runtime.txt").write_text("written on the runtime\n")
@@ -339,8 +332,8 @@ def test_disconnect_removes_exactly_the_block_and_the_pinned_lines(
         path.write_bytes(data)
         os.chown(path, entry.pw_uid, entry.pw_gid)
         path.chmod(0o600)
-    connection = start_runtime(
-        test_user, port, state_dir, host_keys_dir, laptop, ngrok_cloud.add_account("tok_lap_5")
+    connection = start_published_ngrok(
+        test_user, port, state_dir, host_keys_dir, ngrok_cloud.add_account("tok_lap_5"), laptop.public_key
     )
     connect(laptop, connection)
     assert laptop.ssh("colab", "true").returncode == 0
@@ -376,8 +369,8 @@ def address_port(folder: Path) -> int:
 def test_from_a_synced_folder_a_new_address_needs_no_paste(
     test_user, port, state_dir, host_keys_dir, laptop, ngrok_cloud
 ):
-    first = start_runtime(
-        test_user, port, state_dir, host_keys_dir, laptop, ngrok_cloud.add_account("tok_lap_6")
+    first = start_published_ngrok(
+        test_user, port, state_dir, host_keys_dir, ngrok_cloud.add_account("tok_lap_6"), laptop.public_key
     )
     synced = sync(host_keys_dir, laptop)
     connect(laptop, first, "--from", str(synced))
@@ -402,7 +395,7 @@ def test_through_ngroks_api_a_new_address_needs_no_paste(
     """NGROK_API_KEY set where connect runs makes the ngrok API the source; ssh's ProxyCommand
     reads the key from the environment ssh runs in, and it is written nowhere."""
     token = ngrok_cloud.add_account("tok_lap_7")
-    first = start_runtime(test_user, port, state_dir, host_keys_dir, laptop, token)
+    first = start_published_ngrok(test_user, port, state_dir, host_keys_dir, token, laptop.public_key)
     api = {"NGROK_API_KEY": ngrok_api.add_key(token), "COLAB_SSH_NGROK_API_URL": ngrok_api.url}
     connect(laptop, first, extra_env=api)
     assert laptop.ssh("colab", "true", extra_env=api).returncode == 0
@@ -426,7 +419,7 @@ def test_a_hostile_address_fails_the_host_key_check(
     """A source that names our alias but leads to another server (here: a runtime with other host
     keys) gets no login: ssh finds a key that is not the one pinned under the alias."""
     token = ngrok_cloud.add_account("tok_lap_8")
-    ours = start_runtime(test_user, port, state_dir, host_keys_dir, laptop, token)
+    ours = start_published_ngrok(test_user, port, state_dir, host_keys_dir, token, laptop.public_key)
     synced = sync(host_keys_dir, laptop)
     connect(laptop, ours, "--from", str(synced))
     assert laptop.ssh("colab", "true").returncode == 0
@@ -434,7 +427,7 @@ def test_a_hostile_address_fails_the_host_key_check(
     stop_ssh()
     other_keys = tmp_path / "other-keys"
     other_keys.mkdir(mode=0o700)
-    other = start_runtime(test_user, port, state_dir, other_keys, laptop, token)
+    other = start_published_ngrok(test_user, port, state_dir, other_keys, token, laptop.public_key)
     assert other.host_key_alias != ours.host_key_alias
     hostile = dataclasses.replace(ours.connect_details, host=other.host, port=other.port)
     (synced / ADDRESS_FILE).write_text(render_address(hostile, datetime.now(timezone.utc)))
@@ -447,19 +440,14 @@ def test_a_hostile_address_fails_the_host_key_check(
 
 # --- a tunnel whose client needs a program: cloudflared ---------------------------------------
 
-STAND_INS = TESTS / "stand_ins"
-
 
 @pytest.fixture
 def edge(monkeypatch) -> Iterator[Path]:
     """The cloudflared stand-in plays Cloudflare's edge for both sides: the runtime's agent
     (COLAB_SSH_CLOUDFLARED) and the laptop's ``cloudflared access`` share its state folder, which
     the laptop account must be able to read (pytest's tmp_path is root's alone)."""
-    state = Path(tempfile.mkdtemp(prefix="cloudflare-edge-"))
+    state = use_cloudflare_edge(monkeypatch, Path(tempfile.mkdtemp(prefix="cloudflare-edge-")))
     state.chmod(0o755)
-    monkeypatch.setenv("COLAB_SSH_CLOUDFLARED", str(STAND_INS / "cloudflared"))
-    monkeypatch.setenv("CLOUDFLARED_STAND_IN_STATE", str(state))
-    monkeypatch.delenv("CLOUDFLARED_STAND_IN_FAIL", raising=False)
     try:
         yield state
     finally:
@@ -485,7 +473,7 @@ def test_cloudflared_on_the_laptops_path_is_what_the_block_runs(
     assert login.stdout.strip() == test_user
     block = block_of(laptop)
     assert f"HostName {connection.host}\n" in block
-    assert f"ProxyCommand {STAND_INS / 'cloudflared'} access ssh --hostname %h\n" in block
+    assert f"ProxyCommand {STAND_IN_CLOUDFLARED} access ssh --hostname %h\n" in block
 
 
 def test_cloudflared_missing_and_no_terminal_to_ask_changes_nothing(

@@ -26,28 +26,11 @@ from colab_ssh.laptop.lookup import from_ngrok_api
 from colab_ssh.paths import Paths
 from colab_ssh.published import ADDRESS_FILE
 
-from ..support.host import ClientKey, our_processes
+from ..support.host import ClientKey, our_processes, start_published_ngrok
 from ..support.ngrok_api import NgrokApi
-from ..support.stand_ins import TESTS, NgrokCloud
+from ..support.stand_ins import STAND_IN_CLOUDFLARED, NgrokCloud, use_cloudflare_edge
 
 REVIVE_SECONDS = 20
-
-
-def start(
-    user: str, port: int, state_dir: Path, keys_dir: Path, token: str, key: ClientKey, **options: object
-) -> Connection:
-    return start_ssh(
-        tunnel="ngrok",
-        authtoken=token,
-        port=port,
-        user=user,
-        state_dir=state_dir,
-        host_keys_dir=keys_dir,
-        public_key=key.public_line,
-        quiet=True,
-        monitor_interval=0.5,
-        **options,  # type: ignore[arg-type]
-    )
 
 
 def proxy_command(alias: str, *source: str) -> str:
@@ -129,7 +112,9 @@ def test_the_runtime_writes_its_address_next_to_the_host_keys(
     test_user, port, state_dir, tmp_path, ngrok_cloud: NgrokCloud, client_key
 ):
     keys_dir = tmp_path / "drive" / "keys"
-    connection = start(test_user, port, state_dir, keys_dir, ngrok_cloud.add_account("tok_px_1"), client_key)
+    connection = start_published_ngrok(
+        test_user, port, state_dir, keys_dir, ngrok_cloud.add_account("tok_px_1"), client_key.public_line
+    )
 
     address = keys_dir / ADDRESS_FILE
     assert stat.S_IMODE(address.stat().st_mode) == 0o644
@@ -145,7 +130,9 @@ def test_the_runtime_writes_its_address_next_to_the_host_keys(
 def test_a_failed_start_writes_no_address(test_user, port, state_dir, tmp_path, ngrok_cloud, client_key):
     keys_dir = tmp_path / "keys"
     with pytest.raises(NgrokAuthtokenError):
-        start(test_user, port, state_dir, keys_dir, "tok_not_an_account", client_key)
+        start_published_ngrok(
+            test_user, port, state_dir, keys_dir, "tok_not_an_account", client_key.public_line
+        )
 
     assert not (keys_dir / ADDRESS_FILE).exists()
 
@@ -154,7 +141,9 @@ def test_through_the_address_file_after_the_tunnel_moved(
     test_user, port, state_dir, tmp_path, ngrok_cloud: NgrokCloud, client_key
 ):
     keys_dir = tmp_path / "keys"
-    first = start(test_user, port, state_dir, keys_dir, ngrok_cloud.add_account("tok_px_2"), client_key)
+    first = start_published_ngrok(
+        test_user, port, state_dir, keys_dir, ngrok_cloud.add_account("tok_px_2"), client_key.public_line
+    )
     proxy = proxy_command(first.host_key_alias, "--from", str(keys_dir))
     assert ssh_through_proxy(first, client_key, tmp_path, proxy).stdout.strip() == test_user
 
@@ -169,7 +158,9 @@ def test_through_the_address_file_after_the_tunnel_moved(
 
 def test_the_proxy_takes_the_file_itself_too(test_user, port, state_dir, tmp_path, ngrok_cloud, client_key):
     keys_dir = tmp_path / "keys"
-    first = start(test_user, port, state_dir, keys_dir, ngrok_cloud.add_account("tok_px_3"), client_key)
+    first = start_published_ngrok(
+        test_user, port, state_dir, keys_dir, ngrok_cloud.add_account("tok_px_3"), client_key.public_line
+    )
     reopen_elsewhere(state_dir, first)
 
     proxy = proxy_command(first.host_key_alias, "--from", str(keys_dir / ADDRESS_FILE))
@@ -183,7 +174,9 @@ def test_a_file_for_other_host_keys_is_not_followed(
 ):
     decoy_port, accepted = decoy
     keys_dir = tmp_path / "keys"
-    first = start(test_user, port, state_dir, keys_dir, ngrok_cloud.add_account("tok_px_4"), client_key)
+    first = start_published_ngrok(
+        test_user, port, state_dir, keys_dir, ngrok_cloud.add_account("tok_px_4"), client_key.public_line
+    )
     synced = tmp_path / "synced"
     synced.mkdir()
     record = json.loads((keys_dir / ADDRESS_FILE).read_text())
@@ -217,7 +210,9 @@ def test_a_hostile_file_is_refused(
     decoy_port, accepted = decoy
     marker = tmp_path / "ran"
     keys_dir = tmp_path / "keys"
-    first = start(test_user, port, state_dir, keys_dir, ngrok_cloud.add_account("tok_px_5"), client_key)
+    first = start_published_ngrok(
+        test_user, port, state_dir, keys_dir, ngrok_cloud.add_account("tok_px_5"), client_key.public_line
+    )
     record = {**json.loads((keys_dir / ADDRESS_FILE).read_text()), "port": decoy_port}
     for name, value in change.items():
         record[name] = value.format(marker=marker, decoy=decoy_port)
@@ -243,7 +238,9 @@ def test_through_ngroks_api_after_the_tunnel_moved(
     decoy_port, accepted = decoy
     token = ngrok_cloud.add_account("tok_px_6")
     api_key = ngrok_api.add_key(token)
-    first = start(test_user, port, state_dir, tmp_path / "keys", token, client_key)
+    first = start_published_ngrok(
+        test_user, port, state_dir, tmp_path / "keys", token, client_key.public_line
+    )
     # Other endpoints of the account, one page each: another host's, one without metadata, and one
     # tagged with our alias whose address is not a host (all listed before ours: higher ids).
     tagged = json.dumps({"colab_ssh_host_key_alias": first.host_key_alias})
@@ -288,8 +285,13 @@ def test_the_agent_lists_the_endpoints_metadata(
     test_user, port, state_dir, tmp_path, ngrok_cloud, client_key
 ):
     """What pyngrok sent as `metadata` the agent keeps and lists (GET /api/endpoints)."""
-    first = start(
-        test_user, port, state_dir, tmp_path / "keys", ngrok_cloud.add_account("tok_px_7"), client_key
+    first = start_published_ngrok(
+        test_user,
+        port,
+        state_dir,
+        tmp_path / "keys",
+        ngrok_cloud.add_account("tok_px_7"),
+        client_key.public_line,
     )
     paths = Paths(state_dir=state_dir)
     config = conf.PyngrokConfig(ngrok_path=str(paths.ngrok_launcher), config_path=str(paths.ngrok_config))
@@ -302,8 +304,13 @@ def test_the_agent_lists_the_endpoints_metadata(
 def test_a_rejected_api_key_is_named_without_showing_it(
     test_user, port, state_dir, tmp_path, ngrok_cloud, ngrok_api: NgrokApi, client_key
 ):
-    first = start(
-        test_user, port, state_dir, tmp_path / "keys", ngrok_cloud.add_account("tok_px_8"), client_key
+    first = start_published_ngrok(
+        test_user,
+        port,
+        state_dir,
+        tmp_path / "keys",
+        ngrok_cloud.add_account("tok_px_8"),
+        client_key.public_line,
     )
     wrong = "2wrongApiKey0000000000_abcdefghijklmnopqrstu"
     proxy = proxy_command(first.host_key_alias, "--ngrok-api")
@@ -319,8 +326,13 @@ def test_a_rejected_api_key_is_named_without_showing_it(
 def test_without_a_source_the_last_address_fails_like_any_dead_one(
     test_user, port, state_dir, tmp_path, ngrok_cloud, ngrok_api: NgrokApi, client_key
 ):
-    first = start(
-        test_user, port, state_dir, tmp_path / "keys", ngrok_cloud.add_account("tok_px_9"), client_key
+    first = start_published_ngrok(
+        test_user,
+        port,
+        state_dir,
+        tmp_path / "keys",
+        ngrok_cloud.add_account("tok_px_9"),
+        client_key.public_line,
     )
     reopen_elsewhere(state_dir, first)
 
@@ -348,7 +360,9 @@ def test_a_revived_tunnel_stays_up_when_its_address_cannot_be_written(
     keys_dir = tmp_path / "keys"
     announced: list[Connection] = []
     token = ngrok_cloud.add_account("tok_px_10")
-    first = start(test_user, port, state_dir, keys_dir, token, client_key, on_change=announced.append)
+    first = start_published_ngrok(
+        test_user, port, state_dir, keys_dir, token, client_key.public_line, on_change=announced.append
+    )
     before = (keys_dir / ADDRESS_FILE).read_text()
     keys_dir.chmod(0o777)  # another account could plant a link there now: root writes nothing in it
 
@@ -372,16 +386,11 @@ def test_a_revived_tunnel_stays_up_when_its_address_cannot_be_written(
 
 # --- a tunnel whose client needs a program: the client command from the address file ---------------
 
-STAND_IN_CLOUDFLARED = TESTS / "stand_ins" / "cloudflared"
-
 
 def test_the_client_command_from_the_file_follows_a_new_hostname(
     test_user, port, state_dir, tmp_path, client_key, monkeypatch
 ):
-    # The stand-in plays cloudflared on both sides and Cloudflare's edge between them.
-    monkeypatch.setenv("COLAB_SSH_CLOUDFLARED", str(STAND_IN_CLOUDFLARED))
-    monkeypatch.setenv("CLOUDFLARED_STAND_IN_STATE", str(tmp_path / "edge"))
-    monkeypatch.delenv("CLOUDFLARED_STAND_IN_FAIL", raising=False)
+    use_cloudflare_edge(monkeypatch, tmp_path / "edge")  # the proxy's --client shares its state
     keys_dir = tmp_path / "keys"
     first = start_ssh(
         tunnel="cloudflared", port=port, user=test_user, state_dir=state_dir, host_keys_dir=keys_dir,

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from colab_ssh import Connection
+from colab_ssh import Connection, start_ssh
 from colab_ssh.paths import Paths
 from colab_ssh.system import read_password_hash
 
@@ -188,3 +188,22 @@ def interrupt_when(ready: Callable[[], bool], *, within: float = 30) -> threadin
     thread = threading.Thread(target=watch, daemon=True)
     thread.start()
     return thread
+
+
+def start_published_ngrok(
+    user: str, port: int, state_dir: Path, keys_dir: Path, token: str, public_key: str, **options: object
+) -> Connection:
+    """start_ssh() over ngrok as the laptop's lookups meet it: the host keys in ``keys_dir``, where
+    the runtime publishes its address too, and a monitor that reopens a dead tunnel within a second."""
+    return start_ssh(
+        tunnel="ngrok",
+        authtoken=token,
+        port=port,
+        user=user,
+        state_dir=state_dir,
+        host_keys_dir=keys_dir,
+        public_key=public_key,
+        quiet=True,
+        monitor_interval=0.5,
+        **options,  # type: ignore[arg-type]
+    )

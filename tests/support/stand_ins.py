@@ -13,9 +13,28 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import pytest
 
 TESTS = Path(__file__).resolve().parent.parent
-STAND_IN_NGROK = TESTS / "stand_ins" / "ngrok"
+STAND_INS = TESTS / "stand_ins"
+STAND_IN_NGROK = STAND_INS / "ngrok"
+# Plays cloudflared on both sides and Cloudflare's edge between them: the runtime's agent and the
+# laptop's `cloudflared access` meet through its state folder (which hostname leads where).
+STAND_IN_CLOUDFLARED = STAND_INS / "cloudflared"
+
+
+def use_cloudflare_edge(monkeypatch: pytest.MonkeyPatch, state: Path) -> Path:
+    """Both sides through the cloudflared stand-in, with ``state`` as the edge's: the runtime's agent
+    (COLAB_SSH_CLOUDFLARED) and a client run in this environment (an account of its own is given
+    CLOUDFLARED_STAND_IN_STATE too)."""
+    monkeypatch.setenv("COLAB_SSH_CLOUDFLARED", str(STAND_IN_CLOUDFLARED))
+    monkeypatch.setenv("CLOUDFLARED_STAND_IN_STATE", str(state))
+    monkeypatch.delenv("CLOUDFLARED_STAND_IN_FAIL", raising=False)
+    return state
+
 
 # Stands in for apt-get where the real one would need the internet or a broken package list: it
 # records each call and answers like apt does (what it answers is read from files and variables
