@@ -285,13 +285,9 @@ def test_the_agent_lists_the_endpoints_metadata(
     test_user, port, state_dir, tmp_path, ngrok_cloud, client_key
 ):
     """What pyngrok sent as `metadata` the agent keeps and lists (GET /api/endpoints)."""
+    token = ngrok_cloud.add_account("tok_px_7")
     first = start_published_ngrok(
-        test_user,
-        port,
-        state_dir,
-        tmp_path / "keys",
-        ngrok_cloud.add_account("tok_px_7"),
-        client_key.public_line,
+        test_user, port, state_dir, tmp_path / "keys", token, client_key.public_line
     )
     paths = Paths(state_dir=state_dir)
     config = conf.PyngrokConfig(ngrok_path=str(paths.ngrok_launcher), config_path=str(paths.ngrok_config))
@@ -304,13 +300,9 @@ def test_the_agent_lists_the_endpoints_metadata(
 def test_a_rejected_api_key_is_named_without_showing_it(
     test_user, port, state_dir, tmp_path, ngrok_cloud, ngrok_api: NgrokApi, client_key
 ):
+    token = ngrok_cloud.add_account("tok_px_8")
     first = start_published_ngrok(
-        test_user,
-        port,
-        state_dir,
-        tmp_path / "keys",
-        ngrok_cloud.add_account("tok_px_8"),
-        client_key.public_line,
+        test_user, port, state_dir, tmp_path / "keys", token, client_key.public_line
     )
     wrong = "2wrongApiKey0000000000_abcdefghijklmnopqrstu"
     proxy = proxy_command(first.host_key_alias, "--ngrok-api")
@@ -326,13 +318,9 @@ def test_a_rejected_api_key_is_named_without_showing_it(
 def test_without_a_source_the_last_address_fails_like_any_dead_one(
     test_user, port, state_dir, tmp_path, ngrok_cloud, ngrok_api: NgrokApi, client_key
 ):
+    token = ngrok_cloud.add_account("tok_px_9")
     first = start_published_ngrok(
-        test_user,
-        port,
-        state_dir,
-        tmp_path / "keys",
-        ngrok_cloud.add_account("tok_px_9"),
-        client_key.public_line,
+        test_user, port, state_dir, tmp_path / "keys", token, client_key.public_line
     )
     reopen_elsewhere(state_dir, first)
 
