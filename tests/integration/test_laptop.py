@@ -38,11 +38,10 @@ import pytest
 from colab_ssh import Connection, ssh_status, start_ssh, stop_ssh
 from colab_ssh.published import ADDRESS_FILE, render_address
 
-from ..support.host import have, our_processes, start_published_ngrok
+from ..support.host import copies_for_other_accounts, have, our_processes, start_published_ngrok
 from ..support.stand_ins import (
     STAND_IN_CLOUDFLARED,
     STAND_IN_NGROK,
-    STAND_INS,
     TESTS,
     NgrokCloud,
     use_cloudflare_edge,
@@ -454,15 +453,23 @@ def edge(monkeypatch) -> Iterator[Path]:
         shutil.rmtree(state, ignore_errors=True)
 
 
+@pytest.fixture
+def laptops_cloudflared() -> Iterator[Path]:
+    """The cloudflared stand-in where the laptop account can run it (a copy: the checkout's may be
+    closed to it)."""
+    with copies_for_other_accounts(STAND_IN_CLOUDFLARED) as folder:
+        yield folder / STAND_IN_CLOUDFLARED.name
+
+
 def test_cloudflared_on_the_laptops_path_is_what_the_block_runs(
-    test_user, port, state_dir, host_keys_dir, laptop, edge
+    test_user, port, state_dir, host_keys_dir, laptop, edge, laptops_cloudflared
 ):
     connection = start_ssh(
         tunnel="cloudflared", port=port, user=test_user, state_dir=state_dir, public_key=laptop.public_key,
         host_keys_dir=host_keys_dir, quiet=True,
     )  # fmt: skip
     with_cloudflared = {
-        "PATH": f"{laptop.venv / 'bin'}:{STAND_INS}:/usr/bin:/bin",
+        "PATH": f"{laptop.venv / 'bin'}:{laptops_cloudflared.parent}:/usr/bin:/bin",
         "CLOUDFLARED_STAND_IN_STATE": str(edge),
     }
 
@@ -473,7 +480,7 @@ def test_cloudflared_on_the_laptops_path_is_what_the_block_runs(
     assert login.stdout.strip() == test_user
     block = block_of(laptop)
     assert f"HostName {connection.host}\n" in block
-    assert f"ProxyCommand {STAND_IN_CLOUDFLARED} access ssh --hostname %h\n" in block
+    assert f"ProxyCommand {laptops_cloudflared} access ssh --hostname %h\n" in block
 
 
 def test_cloudflared_missing_and_no_terminal_to_ask_changes_nothing(

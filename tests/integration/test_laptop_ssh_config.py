@@ -11,6 +11,7 @@ import pwd
 import shlex
 import stat
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path, PurePath, PureWindowsPath
 
 import pytest
@@ -21,7 +22,7 @@ from colab_ssh.connection import Connection
 from colab_ssh.laptop.ssh_config import Block, render_block, upsert_block
 
 from ..support.cards import PLAIN
-from ..support.host import home_of
+from ..support.host import copies_for_other_accounts, home_of
 from ..support.laptop_configs import ACCEPTED, CLOUDFLARED_DETAILS, DETAILS
 
 
@@ -117,20 +118,25 @@ def test_ssh_reads_the_pin_where_connect_wrote_it_over_a_users_known_hosts_file(
     assert ssh_g(config, "other.example")["userknownhostsfile"] == [theirs]
 
 
-REPOSITORY = Path(colab_ssh.__file__).parent.parent
+@pytest.fixture(scope="module")
+def package_for_accounts() -> Iterator[Path]:
+    """A folder holding a copy of the package under test, for another account's PYTHONPATH (the
+    checkout may sit where that account cannot enter)."""
+    with copies_for_other_accounts(Path(colab_ssh.__file__).parent) as folder:
+        yield folder
 
 
-def colab_ssh_as(user: str, *argv: str) -> subprocess.CompletedProcess[str]:
+def colab_ssh_as(user: str, pythonpath: Path, *argv: str) -> subprocess.CompletedProcess[str]:
     """``colab-ssh ARGV`` run by ``user`` in a login shell of its own (its passwd home, its umask),
-    with the system's python3 and this checkout on PYTHONPATH: no dependency installed, as on a
-    laptop where only the laptop commands run."""
-    command = ["env", f"PYTHONPATH={REPOSITORY}", "/usr/bin/python3", "-m", "colab_ssh", *argv]
+    with the system's python3 and ``pythonpath`` holding the package: no dependency installed, as on
+    a laptop where only the laptop commands run."""
+    command = ["env", f"PYTHONPATH={pythonpath}", "/usr/bin/python3", "-m", "colab_ssh", *argv]
     return subprocess.run(
         ["su", "-", user, "-c", shlex.join(command)], capture_output=True, text=True, timeout=60, check=False
     )
 
 
-def test_connect_as_a_real_account_and_an_unwritable_ssh_folder(test_user):
+def test_connect_as_a_real_account_and_an_unwritable_ssh_folder(test_user, package_for_accounts):
     """What tests/unit cannot do as root: a folder its owner cannot write is one line, exit 1, and
     nothing in it changes; once writable, the files are the account's, a new one mode 0600, the
     config with the mode it had."""
@@ -143,7 +149,7 @@ def test_connect_as_a_real_account_and_an_unwritable_ssh_folder(test_user):
         os.chown(path, account.pw_uid, account.pw_gid)
     ssh.chmod(0o500)
     code = encode(DETAILS)
-    refused = colab_ssh_as(test_user, "connect", code)
+    refused = colab_ssh_as(test_user, package_for_accounts, "connect", code)
     assert refused.returncode == 1
     assert refused.stderr == (
         f"colab-ssh: error: cannot write {ssh / 'known_hosts'}: permission denied; check who owns"
@@ -152,7 +158,7 @@ def test_connect_as_a_real_account_and_an_unwritable_ssh_folder(test_user):
     assert sorted(path.name for path in ssh.iterdir()) == ["config"]
     assert (ssh / "config").read_text() == "Host a\n  Port 2\n"
     ssh.chmod(0o700)
-    done = colab_ssh_as(test_user, "connect", code)
+    done = colab_ssh_as(test_user, package_for_accounts, "connect", code)
     assert done.returncode == 0, done.stderr
     for name, mode in (("known_hosts", 0o600), ("config", 0o644)):  # new, and the mode it had
         status = (ssh / name).stat()

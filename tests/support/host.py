@@ -10,9 +10,10 @@ import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -167,6 +168,31 @@ def make_client_key(directory: Path, name: str = "id_ed25519", kind: str = "ed25
 
 def home_of(user: str) -> Path:
     return Path(pwd.getpwnam(user).pw_dir)
+
+
+@contextlib.contextmanager
+def copies_for_other_accounts(*sources: Path) -> Iterator[Path]:
+    """A fresh folder holding copies of ``sources`` (files, or folders without ``__pycache__``) that
+    every account can read and enter and only root can write, removed afterwards. What a test hands
+    another account must come from here, not from this checkout: a clone may sit in a folder others
+    cannot enter (CI clones under /root, mode 0700), and pytest's tmp_path is root's alone too."""
+    folder = Path(tempfile.mkdtemp(prefix="colab-ssh-shared-"))
+    try:
+        closed = [str(parent) for parent in folder.parents if not parent.stat().st_mode & 0o001]
+        assert not closed, f"other accounts cannot enter {closed}: point TMPDIR at a folder they can"
+        for source in sources:
+            if source.is_dir():
+                shutil.copytree(source, folder / source.name, ignore=shutil.ignore_patterns("__pycache__"))
+            else:
+                shutil.copy2(source, folder / source.name)
+        # The clone's modes follow root's umask (0077 leaves files 0600): readable by all, and
+        # executable by all where the source is executable.
+        for path in (folder, *folder.rglob("*")):
+            executable = path.is_dir() or path.stat().st_mode & 0o100
+            path.chmod(0o755 if executable else 0o644)
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def have(program: str) -> bool:
