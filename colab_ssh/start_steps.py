@@ -138,13 +138,17 @@ def bring_up(request: Request, progress: Progress, tunnel: Tunnel, keys: list[Pu
     What waits for what (``Steps`` runs a step beside this thread; parallel_steps.CONCURRENT
     False runs them one after another, in this order):
 
-        apt installs openssh-server --+                    +-- sshd -t --------+
-        the tunnel's agent (download) +-- password, config +-- sshd starts -----+-- up
-        Drive's consent (this thread) +  (chpasswd hashes  +-- the tunnel opens -+
-                                          meanwhile)
+        apt installs openssh-server ----+                    +-- sshd -t --------+
+        the tunnel's prepare() (agent   +-- password, config +-- sshd starts -----+-- up
+          download; ngrok: agent start) |  (chpasswd hashes  +-- the tunnel opens -+
+        Drive's consent (this thread) --+   meanwhile)
 
-    The tunnel opens while sshd starts: it needs only the port number, and sshd answers on it
-    long before a first client can come through the tunnel.
+    The tunnel's prepare() does what needs no port: ngrok's starts its agent there, so the agent's
+    login to its cloud (about a second) happens while apt installs and the user answers Drive's
+    consent; what is left for open() is the endpoint, which needs the host keys' alias (its
+    metadata; with host_keys_dir on Drive, after the mount). The tunnel opens while sshd starts:
+    it needs only the port number, and sshd answers on it long before a first client can come
+    through the tunnel.
     """
     paths = request.paths
     stop_stale_sshd(paths.sshd_pid, paths.sshd_config)

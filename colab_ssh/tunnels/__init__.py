@@ -13,8 +13,10 @@ every endpoint goes through :func:`open_checked`, built-in tunnels and the calle
 
 start_ssh() calls open() while sshd is starting (sshd answers on the port within milliseconds;
 a tunnel does not need it until the first client comes). A tunnel may also have ``prepare()``:
-the slow work before open() that needs no port (the built-in ones download their agent there),
-which start_ssh() runs while openssh-server installs; see :func:`prepare`.
+the slow work before open() that needs no port (the built-in ones download their agent there;
+ngrok's also starts its agent, whose login to ngrok's cloud takes about a second, so that open()
+only asks the running agent for the endpoint), which start_ssh() runs while openssh-server installs
+and Drive's consent waits; see :func:`prepare`.
 """
 
 from __future__ import annotations

@@ -15,6 +15,11 @@ Things pyngrok would do by default that we avoid:
   to answer before it returns: it probes it (process.py:129) between blocking ``readline()``
   calls on the agent's output (process.py:442), so an old agent that has logged its start-up
   and gone quiet hangs it for good, still running. We ask the agent its version first.
+
+Its start is split in two: prepare() starts the agent (pyngrok's get_ngrok_process(), which waits
+for its session with ngrok's cloud: the second a start spends here) and needs no port, so
+start_ssh() runs it beside apt and Drive's consent; open() then asks the running agent for the
+endpoint, with the port and the metadata naming the host keys, known only later.
 """
 
 from __future__ import annotations
@@ -57,7 +62,7 @@ from ..progress import Progress
 from ..system import TEXT_BUSY, open_log, read_file, remove_file, retry_while_text_busy, tail, write_file
 from . import Endpoint
 
-__all__ = ["MIN_AGENT_VERSION", "NgrokTunnel", "ngrok_error_for"]
+__all__ = ["AGENT_START", "MIN_AGENT_VERSION", "NgrokTunnel", "ngrok_error_for"]
 
 _ERROR_CODE = re.compile(r"ERR_NGROK_\d+")
 # The first agent with /api/endpoints (see the module docstring).
@@ -67,6 +72,7 @@ _VERSION = re.compile(r"version (\d+)\.(\d+)(?:\.(\d+))?")
 _VERSION_TIMEOUT = 20.0  # seconds for ``ngrok --version``; a real agent answers at once
 _UPDATE_TIMEOUT = 120  # seconds for ``ngrok update`` (a download of ~10 MB)
 DOWNLOAD_PAGE = "https://ngrok.com/download"
+AGENT_START = "Starting the ngrok agent"  # its Progress row: the agent's login to ngrok's cloud
 
 # Why ngrok refused the token, by its error code (https://ngrok.com/docs/errors/err_ngrok_105/,
 # .../err_ngrok_107/, .../err_ngrok_300/, .../err_ngrok_4018/).
@@ -165,6 +171,18 @@ def render_launcher(agent: Path, log: Path) -> str:
         "fi\n"
         f'exec {quoted_agent} "$@" </dev/null 2>>{quoted_log}\n'
     )
+
+
+def _start_agent(config: conf.PyngrokConfig, authtoken: str) -> TunnelError | None:
+    """pyngrok's agent start (``ngrok start --none``, until its session with ngrok's cloud is up,
+    pyngrok process.py:_start_process); on failure our error, returned for the reason below."""
+    try:
+        ngrok.get_ngrok_process(config)
+    except PyngrokNgrokError as error:
+        return ngrok_error_for(error.ngrok_error or str(error), authtoken)
+    except PyngrokError as error:
+        return ngrok_error_for(str(error), authtoken)
+    return None
 
 
 def _connect(
@@ -325,9 +343,13 @@ class NgrokTunnel:
         os.close(open_log(paths.ngrok_log))
 
     def prepare(self) -> None:
-        """Everything before the agent starts, which needs no port: the agent on disk (downloaded,
-        or updated if too old), our config and launcher, an earlier kernel's agent stopped.
-        start_ssh() runs it while openssh-server installs; open() does it if it was not done."""
+        """Everything before the endpoint, which needs no port: the agent on disk (downloaded, or
+        updated if too old), our config and launcher, an earlier kernel's agent stopped, and the
+        agent started and logged in to ngrok's cloud (about a second). start_ssh() runs it while
+        openssh-server installs and Drive's consent waits; open() does it if it was not done."""
+        self._prepare(shown=True)
+
+    def _prepare(self, *, shown: bool) -> None:
         agent = self._agent_path()
         self._install_agent(agent)
         self._write_files(agent)
@@ -337,12 +359,13 @@ class NgrokTunnel:
         except NgrokAgentVersionError:
             self._fail()
             raise
+        self._start_agent(shown=shown)
         self._prepared = agent
 
-    def open(self, local_port: int) -> Endpoint:
-        if self._prepared is None:
-            self.prepare()
-        self._prepared = None  # a later open() (the monitor's) checks the agent again
+    def _start_agent(self, *, shown: bool) -> None:
+        """The agent process, with its session to ngrok's cloud up, and no endpoint yet: what
+        open() then asks for (POST /api/endpoints) takes a local round trip and one to the cloud.
+        ``shown``: a Progress row (not for the monitor's reopening, long after the start)."""
         config = conf.PyngrokConfig(
             ngrok_path=str(self._paths.ngrok_launcher),
             config_path=str(self._paths.ngrok_config),
@@ -351,18 +374,41 @@ class NgrokTunnel:
         )
         config.auth_token = None  # else pyngrok reads NGROK_AUTHTOKEN and puts it in argv
         config.api_key = None
-        self._config = config
+        self._config = config  # before the start: close() stops what pyngrok started with it
         logging.getLogger("pyngrok.process.ngrok").addFilter(self._redact)
         logged_before = len(self._read_log())
+        try:
+            with self._progress.step(AGENT_START) if shown else contextlib.nullcontext():
+                failure = _start_agent(config, self._authtoken)
+                if failure is not None:  # raised outside pyngrok's except: its text stays out
+                    if failure.code is None:
+                        failure = self._error_in_log(logged_before) or failure
+                    raise failure
+        except BaseException:  # Ctrl-C too: no agent outlives a start that did not finish
+            self._fail()
+            raise
+        self._record_agent(config)
+
+    def _record_agent(self, config: conf.PyngrokConfig) -> None:
+        agent_process = process.get_process(config)
+        launched = cast("list[str]", agent_process.proc.args)  # pyngrok passes an argv list
+        record_process(self._paths.ngrok_pid, agent_process.proc.pid, launched)
+
+    def open(self, local_port: int) -> Endpoint:
+        if self._prepared is None or self._config is None:
+            self._prepare(shown=False)
+        self._prepared = None  # a later open() (the monitor's) checks the agent again
+        config = self._config
+        assert config is not None  # noqa: S101 - _prepare() set it
+        logged_before = len(self._read_log())
+        # On the running agent (pyngrok's connect() reuses it; one that died meanwhile it starts again).
         tunnel = _connect(config, local_port, self._authtoken, self.endpoint_metadata)
         if isinstance(tunnel, TunnelError):
             if tunnel.code is None:
                 tunnel = self._error_in_log(logged_before) or tunnel
             self._fail()
             raise tunnel
-        agent_process = process.get_process(config)
-        launched = cast("list[str]", agent_process.proc.args)  # pyngrok passes an argv list
-        record_process(self._paths.ngrok_pid, agent_process.proc.pid, launched)
+        self._record_agent(config)
         self._public_url = tunnel.public_url
         address = urlsplit(str(tunnel.public_url))
         if not address.hostname or not address.port:

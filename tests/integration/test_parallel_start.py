@@ -12,15 +12,17 @@ made, not timed: the tests check order and overlap, never speed.
 from __future__ import annotations
 
 import functools
+import json
 import os
 import shutil
+import sys
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from pyngrok import installer
+from pyngrok import conf, installer, ngrok
 
 from colab_ssh import (
     ColabSSHError,
@@ -45,6 +47,7 @@ from ..support.stand_ins import ColabStub, NgrokCloud, ngrok_agent_archive, serv
 INSTALL = "Installing openssh-server (first run only)"
 DOWNLOAD = "Downloading the ngrok agent (first run only)"
 DRIVE = "Mounting Google Drive"
+AGENT = "Starting the ngrok agent"
 SLOW = 1.0  # seconds each slow step takes here: long enough to overlap, short enough for a test
 
 
@@ -147,6 +150,44 @@ def test_the_slow_steps_run_side_by_side_and_the_login_works(
     assert result.stdout.strip() == test_user
 
 
+def test_the_agent_logs_in_to_its_cloud_while_the_user_reads_drives_consent(
+    test_user, port, state_dir, fresh_runtime, agent_download, colab, progress, ngrok_cloud, ssh, monkeypatch
+):
+    # Given a user who answers Drive's consent only once the agent's start has ended (30 s at most:
+    # with the agent started after the consent, as before, the start would wait that long, then fail)...
+    drive = sys.modules["google.colab.drive"]
+    mount = drive.mount
+
+    def agent_started() -> bool:
+        return bool(progress) and any(
+            record.title == AGENT and record.elapsed is not None for record in progress[0].records
+        )
+
+    def mount_once_the_agent_is_up(path: str) -> None:
+        deadline = time.monotonic() + 30
+        while not agent_started() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        mount(path)
+
+    monkeypatch.setattr(drive, "mount", mount_once_the_agent_is_up)
+
+    # ...when start_ssh() runs in a fresh runtime...
+    connection = start_cold(test_user, port, state_dir, authtoken=ngrok_cloud.add_account("tok_cold_8"))
+
+    # ...then the agent started (logged in to ngrok's cloud) once downloaded, during the consent,
+    # and the endpoint, tagged with the host keys' alias after the consent, takes logins.
+    steps = steps_of(progress)
+    agent, download, drive_step = steps[AGENT], steps[DOWNLOAD], steps[DRIVE]
+    assert download.end is not None and agent.end is not None and drive_step.end is not None
+    assert download.end <= agent.start and agent.end <= drive_step.end and overlap(agent, drive_step)
+    assert not any(record.failed for record in steps.values())
+    paths = Paths(state_dir=state_dir)
+    config = conf.PyngrokConfig(ngrok_path=str(paths.ngrok_launcher), config_path=str(paths.ngrok_config))
+    (endpoint,) = ngrok.get_tunnels(config)
+    assert json.loads(endpoint.data["metadata"]) == {"colab_ssh_host_key_alias": connection.host_key_alias}
+    assert ssh.run(connection, "true").returncode == 0
+
+
 def test_the_benchmarks_sequential_seam_runs_them_one_after_another(
     test_user, port, state_dir, fresh_runtime, agent_download, slow_consent, progress, ngrok_cloud, ssh,
     monkeypatch,
@@ -156,7 +197,7 @@ def test_the_benchmarks_sequential_seam_runs_them_one_after_another(
     connection = start_cold(test_user, port, state_dir, authtoken=ngrok_cloud.add_account("tok_cold_2"))
 
     (made,) = progress
-    assert [record.title for record in made.records] == [DRIVE, INSTALL, DOWNLOAD]  # the old order
+    assert [record.title for record in made.records] == [DRIVE, INSTALL, DOWNLOAD, AGENT]  # the old order
     for earlier, later in zip(made.records, made.records[1:], strict=False):
         assert earlier.end is not None and earlier.end <= later.start
     assert ssh.run(connection, "true").returncode == 0
@@ -176,10 +217,13 @@ def test_progress_lines_say_when_each_step_started(
     lines = capsys.readouterr().out.splitlines()
     begun = [line for line in lines if line.endswith(" s)") and " ... (at +" in line]
     ended = [line for line in lines if ": done in " in line]
-    assert {line.split(" ... ")[0] for line in begun} == {INSTALL, DOWNLOAD}
-    assert {line.split(": done in ")[0] for line in ended} == {INSTALL, DOWNLOAD}
+    assert {line.split(" ... ")[0] for line in begun} == {INSTALL, DOWNLOAD, AGENT}
+    assert {line.split(": done in ")[0] for line in ended} == {INSTALL, DOWNLOAD, AGENT}
     # Both began before either ended: the terminal shows them side by side, as they ran.
-    assert max(lines.index(line) for line in begun) < min(lines.index(line) for line in ended)
+    side_by_side = [line for line in begun + ended if not line.startswith(AGENT)]
+    assert max(lines.index(line) for line in side_by_side if " ... (at +" in line) < min(
+        lines.index(line) for line in side_by_side if ": done in " in line
+    )
     assert [line for line in lines if line.startswith("SSH server up in ")]
 
 
