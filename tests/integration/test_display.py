@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import functools
 import http.server
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from colab_ssh.display import (
 from colab_ssh.platform import Platform, default_workdir
 
 from ..support.cards import HOSTILE, PLAIN, commands
+from ..support.http_server import serving, url_of
 
 CHROMIUM = Path("/usr/bin/chromium")
 
@@ -44,17 +44,8 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
 def pages(tmp_path_factory) -> Iterator[tuple[Path, str]]:
     """A folder served on 127.0.0.1 (a secure context, so the clipboard API is there)."""
     folder = tmp_path_factory.mktemp("pages")
-    server = http.server.ThreadingHTTPServer(
-        ("127.0.0.1", 0), functools.partial(_QuietHandler, directory=str(folder))
-    )
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield folder, f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
+    with serving(functools.partial(_QuietHandler, directory=str(folder))) as server:
+        yield folder, url_of(server)
 
 
 @pytest.fixture(scope="module")

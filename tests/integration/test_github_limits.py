@@ -16,6 +16,7 @@ from colab_ssh import keys as keys_module
 from colab_ssh.keys import fetch_github_keys
 
 from ..support.host import ClientKey, our_processes
+from ..support.http_server import serving, url_of
 from ..support.stand_ins import GitHubStandIn
 
 
@@ -48,17 +49,11 @@ def trickling_server(body: bytes, *, headers_too: bool) -> Iterator[str]:
         def log_message(self, *_args: object) -> None:
             pass
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        stop.set()
-        server.shutdown()
-        server.server_close()
-        thread.join()
+    with serving(Handler) as server:
+        try:
+            yield url_of(server)
+        finally:
+            stop.set()
 
 
 @pytest.mark.parametrize("headers_too", [False, True], ids=["body", "headers-and-body"])

@@ -29,13 +29,14 @@ import http.server
 import json
 import os
 import secrets
-import threading
 import traceback
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+from .http_server import serving, url_of
 
 API_KEYS = "https://dashboard.ngrok.com/api-keys"
 MESSAGES = {  # https://ngrok.com/docs/errors/err_ngrok_200/, .../err_ngrok_201/, .../203/, .../218/
@@ -171,13 +172,6 @@ def serve_ngrok_api(api: NgrokApi) -> Iterator[NgrokApi]:
         def log_message(self, *_args: object) -> None:
             pass
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    api.url = f"http://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serving(Handler) as server:
+        api.url = url_of(server)
         yield api
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
