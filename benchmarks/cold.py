@@ -62,13 +62,18 @@ _READY_TIMEOUT = 120.0
 _RUN_TIMEOUT = 300.0
 
 # start_steps.py's functions whose calls the first cell times, and what the report calls them.
+# Since da91127 ngrok's prepare() also starts the agent (its cloud login), so open() only
+# creates the endpoint; in today's order prepare() runs inside the tunnel's opening.
 _NOTED = (
     ("_install_sshd", "package install"),
-    ("prepare_tunnel", "agent download (the tunnel's prepare())"),
+    ("prepare_tunnel", "the tunnel's prepare() (agent download, then its start)"),
     ("_mount_drive", "Drive's consent"),
     ("validate_config", "`sshd -t`"),
-    ("_open_tunnel", "the tunnel opens (waits for the download, starts the agent)"),
+    ("_open_tunnel", "the tunnel opens (waits for prepare(), creates the endpoint)"),
 )
+# The same for colab_ssh.tunnels.ngrok: the agent's start inside prepare() (its Progress row
+# "Starting the ngrok agent").
+_NOTED_NGROK = (("_start_agent", "the agent starts (its login to ngrok's cloud)"),)
 
 # Lines every timed Python runs first: today's order if asked (engineer D's seam), pyngrok's
 # CDN pointed at the local server (patched as pyngrok.installer loads, wherever that happens),
@@ -122,9 +127,11 @@ def noted(function, label):
         finally:
             timeline.append((label, start, time.perf_counter() - began))
     return run
-for name, label in STEPS_NOTED:
-    if hasattr(start_steps, name):
-        setattr(start_steps, name, noted(getattr(start_steps, name), label))
+import colab_ssh.tunnels.ngrok as ngrok_tunnel  # start_ssh(tunnel="ngrok") loads it before any step
+for module, steps in ((start_steps, STEPS_NOTED), (ngrok_tunnel, NGROK_NOTED)):
+    for name, label in steps:
+        if hasattr(module, name):
+            setattr(module, name, noted(getattr(module, name), label))
 if hasattr(start_steps, "SshdProcess"):
     start_steps.SshdProcess.launch = noted(start_steps.SshdProcess.launch, "sshd starts")
 connection = start_ssh(quiet=True, **settings)
@@ -132,7 +139,7 @@ timeline.append(("start_ssh() returns", 0.0, time.perf_counter() - began))
 print(json.dumps({"host": connection.host, "port": connection.port, "password": connection.password,
                   "timeline": timeline}), flush=True)
 sys.stdin.read()
-""".replace("STEPS_NOTED", repr(_NOTED))
+""".replace("STEPS_NOTED", repr(_NOTED)).replace("NGROK_NOTED", repr(_NOTED_NGROK))
 )
 
 # Each step alone, timed inside a process (after its imports): prints the seconds.

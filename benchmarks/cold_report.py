@@ -16,7 +16,7 @@ _STEP_LABELS = {
     "install": "package install: `apt-get install openssh-server` (+ openssh-sftp-server)",
     "download": "agent download: pyngrok's installer fetches and unpacks the agent",
     "drive": "Drive mount: the user's consent (the stand-in's fixed delay)",
-    "agent": "agent start-up: `NgrokTunnel.open()`, its cloud login included",
+    "agent": "agent start-up: `NgrokTunnel.open()` with the agent on disk (its start, cloud login, endpoint)",
     "warm": "warm start: spawn to `start_ssh(tunnel='none')` returning (row 1)",
 }
 
