@@ -3,6 +3,7 @@ real TCP and fails the way ngrok's cloud does."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
@@ -164,18 +165,26 @@ def test_an_agent_api_that_resets_the_connection_is_an_agent_not_alive(
         test_user, port, state_dir, authtoken=ngrok_cloud.add_account("tok_reset_6"), monitor_interval=None
     )
     resetting = socket.create_server(("127.0.0.1", 0))
+    # accept() with a timeout, and the socket closed only once the thread has ended: a thread still
+    # in accept() when its socket is closed takes the connections of the next socket given that
+    # descriptor number (a later test's HTTP server) and resets them.
+    resetting.settimeout(0.1)
+    stop = threading.Event()
 
     def reset_each() -> None:
-        while True:
+        while not stop.is_set():
             try:
                 connection, _ = resetting.accept()
-            except OSError:
-                return
-            connection.recv(1024)  # the request has arrived: the agent dies while answering it
+            except TimeoutError:
+                continue
+            connection.settimeout(5)
+            with contextlib.suppress(OSError):
+                connection.recv(1024)  # the request has arrived: the agent dies while answering it
             connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             connection.close()  # with SO_LINGER 0: a reset, not an orderly end
 
-    threading.Thread(target=reset_each, daemon=True).start()
+    resetter = threading.Thread(target=reset_each, daemon=True)
+    resetter.start()
     launcher = Paths(state_dir=state_dir).ngrok_launcher  # what pyngrok runs: our launcher of the agent
     agent = process.get_process(conf.PyngrokConfig(ngrok_path=str(launcher)))  # the running one
     api_url = agent.api_url
@@ -184,6 +193,8 @@ def test_an_agent_api_that_resets_the_connection_is_an_agent_not_alive(
         status = ssh_status()
     finally:
         agent.api_url = api_url
+        stop.set()
+        resetter.join()
         resetting.close()
 
     assert status.running and not status.tunnel_alive and status.sshd_alive
