@@ -24,7 +24,16 @@ import urllib.request
 from typing import Any
 from urllib.parse import urlsplit
 
-__all__ = ["DownloadRefusedError", "UrlRefusedError", "check_url", "fetch", "reason_of", "sha256_hex"]
+__all__ = [
+    "DeadlineExpiredError",
+    "DownloadRefusedError",
+    "TooLargeError",
+    "UrlRefusedError",
+    "check_url",
+    "fetch",
+    "reason_of",
+    "sha256_hex",
+]
 
 _CHUNK = 256 * 1024
 _LOOPBACK = ("127.0.0.1", "localhost", "::1")
@@ -36,6 +45,14 @@ class UrlRefusedError(ValueError):
 
 class DownloadRefusedError(OSError):
     """A download step we refuse: a redirect off https, too many bytes, the deadline."""
+
+
+class TooLargeError(DownloadRefusedError):
+    """The body is larger than the caller's bound."""
+
+
+class DeadlineExpiredError(DownloadRefusedError):
+    """The transfer did not finish within its overall deadline."""
 
 
 def check_url(url: str, what: str = "the download URL") -> None:
@@ -132,7 +149,8 @@ def fetch(url: str, *, deadline: float, max_bytes: int, timeout: float) -> bytes
     """The body at ``url``, within ``deadline`` seconds overall and ``max_bytes``.
 
     Raises :class:`UrlRefusedError` for a URL :func:`check_url` refuses, and an ``OSError``
-    (:class:`DownloadRefusedError`, ``urllib.error.URLError``/``HTTPError``, ...),
+    (:class:`DownloadRefusedError`, among them :class:`TooLargeError` and
+    :class:`DeadlineExpiredError`; ``urllib.error.URLError``/``HTTPError``, ...),
     ``http.client.HTTPException`` or ``ValueError`` when the transfer fails; a transfer that
     ends before its Content-Length is such a failure.
     """
@@ -145,8 +163,7 @@ def fetch(url: str, *, deadline: float, max_bytes: int, timeout: float) -> bytes
                 while chunk := response.read1(_CHUNK):
                     size += len(chunk)
                     if size > max_bytes:
-                        mib = max_bytes // (1024 * 1024)
-                        raise DownloadRefusedError(f"the file is larger than {mib} MiB")
+                        raise TooLargeError(f"the file is larger than {_size(max_bytes)}")
                     parts.append(chunk)
                     if watch.expired:
                         break
@@ -157,8 +174,13 @@ def fetch(url: str, *, deadline: float, max_bytes: int, timeout: float) -> bytes
             if not watch.expired:
                 raise
         if watch.expired:  # the shut-down socket may read as an early end of the file
-            raise DownloadRefusedError(f"the download did not finish within {deadline:g} s")
+            raise DeadlineExpiredError(f"the download did not finish within {deadline:g} s")
     return b"".join(parts)
+
+
+def _size(count: int) -> str:
+    mib = 1024 * 1024
+    return f"{count // mib} MiB" if count >= mib else f"{count // 1024} KiB"
 
 
 def reason_of(error: BaseException) -> object:

@@ -7,24 +7,17 @@ options such as ``command=...``, private keys) is refused with a message saying 
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
-import socket
 import stat
 import subprocess
-import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from .errors import InvalidArgumentError, KeySourceError
 from .safe_files import trusted_dir
 from .system import tool_environment
-
-if TYPE_CHECKING:
-    import urllib.request
 
 __all__ = [
     "GITHUB_URL_ENV",
@@ -187,32 +180,6 @@ def check_github_user(name: str) -> str:
     return name
 
 
-def _deadline_opener(sockets: list[socket.socket]) -> urllib.request.OpenerDirector:
-    """A urllib opener that records each connection's socket, so a watchdog can cut it at the deadline."""
-    import http.client
-    import urllib.request
-
-    class _Http(http.client.HTTPConnection):
-        def connect(self) -> None:
-            super().connect()
-            sockets.append(self.sock)
-
-    class _Https(http.client.HTTPSConnection):
-        def connect(self) -> None:
-            super().connect()
-            sockets.append(self.sock)
-
-    class _HttpHandler(urllib.request.HTTPHandler):
-        def http_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
-            return self.do_open(_Http, req)
-
-    class _HttpsHandler(urllib.request.HTTPSHandler):
-        def https_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
-            return self.do_open(_Https, req)
-
-    return urllib.request.build_opener(_HttpHandler, _HttpsHandler)
-
-
 def _too_slow(url: str, deadline: float) -> KeySourceError:
     return KeySourceError(
         f"{url} did not send the keys within {deadline:.0f} s; try again, or pass public_key=."
@@ -230,25 +197,34 @@ def fetch_github_keys(
     """The keys GitHub publishes at https://github.com/<name>.keys, within ``deadline`` seconds in all."""
     deadline = GITHUB_DEADLINE if deadline is None else deadline
     max_keys = GITHUB_MAX_KEYS if max_keys is None else max_keys
-    import urllib.error  # here: importing urllib costs start-up time that only this fetch needs
+    # here: https_download imports urllib, whose start-up time only this fetch needs
+    import urllib.error
+
+    from .https_download import (
+        DeadlineExpiredError,
+        DownloadRefusedError,
+        TooLargeError,
+        UrlRefusedError,
+        fetch,
+        reason_of,
+    )
 
     base = (base_url or os.environ.get(GITHUB_URL_ENV) or "https://github.com").rstrip("/")
     url = f"{base}/{name}.keys"
-    sockets: list[socket.socket] = []
-    expired = threading.Event()
-
-    def cut() -> None:  # runs in the timer's thread: unblocks any read the fetch is waiting in
-        expired.set()
-        for sock in list(sockets):
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
-
-    watchdog = threading.Timer(deadline, cut)
-    watchdog.daemon = True
-    watchdog.start()
+    # https_download.fetch: https on every hop (plain http only to loopback, the tests' stand-in),
+    # one deadline for the whole transfer (a socket shut down when it passes), a size bound.
     try:
-        with _deadline_opener(sockets).open(url, timeout=min(timeout, deadline)) as response:
-            body = response.read(GITHUB_MAX_BYTES + 1)
+        body = fetch(url, deadline=deadline, max_bytes=GITHUB_MAX_BYTES, timeout=min(timeout, deadline))
+    except UrlRefusedError:
+        raise KeySourceError(
+            f"The GitHub keys URL must be https://, not {url!r}; unset {GITHUB_URL_ENV} or make it https://."
+        ) from None
+    except DeadlineExpiredError:
+        raise _too_slow(url, deadline) from None
+    except TooLargeError:
+        raise KeySourceError(
+            f"{url} sent more than {GITHUB_MAX_BYTES // 1024} KiB; that is not a list of keys."
+        ) from None
     except urllib.error.HTTPError as error:
         if error.code == 404:
             raise KeySourceError(
@@ -257,26 +233,15 @@ def fetch_github_keys(
         raise KeySourceError(
             f"Fetching {url} failed with HTTP {error.code}; try again, or pass public_key=."
         ) from None
-    except Exception as error:  # a cut connection fails in many ways (OSError, HTTPException)
-        if expired.is_set():
-            raise _too_slow(url, deadline) from None
-        if not isinstance(error, OSError):
+    except Exception as error:  # DownloadRefusedError (a redirect off https), HTTPException, ...
+        if not isinstance(error, OSError) or isinstance(error, DownloadRefusedError):
             raise KeySourceError(
                 f"Fetching {url} failed ({error}); try again, or pass public_key=."
             ) from None
-        reason = getattr(error, "reason", error)
         raise KeySourceError(
-            f"Could not reach {url} ({reason}). The runtime needs internet access to fetch GitHub keys;"
-            " or pass public_key= with your key."
+            f"Could not reach {url} ({reason_of(error)}). The runtime needs internet access to fetch GitHub"
+            " keys; or pass public_key= with your key."
         ) from None
-    finally:
-        watchdog.cancel()
-    if expired.is_set():
-        raise _too_slow(url, deadline)
-    if len(body) > GITHUB_MAX_BYTES:
-        raise KeySourceError(
-            f"{url} sent more than {GITHUB_MAX_BYTES // 1024} KiB; that is not a list of keys."
-        )
     lines = [line for line in body.decode("utf-8", errors="replace").splitlines() if line.strip()]
     if not lines:
         raise KeySourceError(
