@@ -31,7 +31,6 @@ import shutil
 import subprocess
 import sys
 import tarfile
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -39,7 +38,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .startup import STAND_IN_NGROK, STAND_IN_TOKEN, NgrokCloud
-from .support import free_port, median, once_more_on_failure, pids_mentioning, stop_pid
+from .support import (
+    end_when_stdin_closes,
+    free_port,
+    median,
+    once_more_on_failure,
+    pids_mentioning,
+    read_line,
+    stop_pid,
+)
 
 __all__ = [
     "PACKAGES",
@@ -296,33 +303,14 @@ def cold_runtime(work: Path, repository: str) -> Iterator[list[str]]:
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=errors, text=True,
         )  # fmt: skip
     try:
-        line = _read_line(holder, _READY_TIMEOUT)
+        line = read_line(holder, _READY_TIMEOUT)
         if line.strip() != "READY":
             raise RuntimeError(f"cold_runtime.py failed: {log.read_text()[-2000:]}")
         yield ["nsenter", f"--mount=/proc/{holder.pid}/ns/mnt", "--"]
     finally:
-        with contextlib.suppress(OSError):
-            if holder.stdin is not None:
-                holder.stdin.close()
-        try:
-            holder.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            stop_pid(holder.pid)
-        if holder.stdout is not None:
-            holder.stdout.close()
+        end_when_stdin_closes(holder)
         with contextlib.suppress(OSError):
             scratch.rmdir()  # the tmpfs went with the namespace: an empty folder is left
-
-
-def _read_line(process: subprocess.Popen[str], timeout: float) -> str:
-    """The process's next stdout line, or "" if it printed none within ``timeout`` seconds."""
-    line: list[str] = []
-    reader = threading.Thread(
-        target=lambda: line.append(process.stdout.readline() if process.stdout else ""), daemon=True
-    )
-    reader.start()
-    reader.join(timeout)
-    return line[0] if line else ""
 
 
 def _login(host: str, port: int, user: str, password: str, timeout: float = 30.0) -> None:
@@ -387,7 +375,7 @@ def _first_cell(cell: _Cell, inside: list[str], drive: bool, sequential: bool) -
             try:
                 line = " "
                 while line and not line.startswith("{"):  # pyngrok's installer prints progress
-                    line = _read_line(process, _RUN_TIMEOUT)
+                    line = read_line(process, _RUN_TIMEOUT)
                 returned = time.perf_counter() - started
                 if not line:
                     raise RuntimeError(f"the first cell printed nothing: {log.read_text()[-2000:]}")
@@ -395,15 +383,7 @@ def _first_cell(cell: _Cell, inside: list[str], drive: bool, sequential: bool) -
                 _login(str(details["host"]), int(details["port"]), cell.user, str(details["password"]))
                 logged_in = time.perf_counter() - started
             finally:
-                with contextlib.suppress(OSError):
-                    if process.stdin is not None:
-                        process.stdin.close()
-                try:
-                    process.wait(timeout=60)
-                except subprocess.TimeoutExpired:
-                    stop_pid(process.pid)
-                if process.stdout is not None:
-                    process.stdout.close()
+                end_when_stdin_closes(process)
         timeline = [(str(label), float(start), float(end)) for label, start, end in details["timeline"]]
         return _FirstCell(returned, logged_in, timeline)
     finally:

@@ -18,6 +18,8 @@ from pathlib import Path
 
 from colab_ssh import Endpoint, TunnelError
 
+from .support import read_line
+
 __all__ = ["DelayRelay", "EchoServer", "measure_rtt"]
 
 SERVER = Path(__file__).with_name("delay_server.py")
@@ -53,7 +55,7 @@ class DelayRelay:
             text=True,
         )
         self._process = process
-        line = _read_line(process, READY_TIMEOUT)
+        line = read_line(process, READY_TIMEOUT).strip()
         if not line.startswith("READY "):
             self.close()
             raise TunnelError(f"the delay relay did not start (it said {line!r})")
@@ -76,17 +78,6 @@ class DelayRelay:
                 process.wait()
         if process.stdout is not None:
             process.stdout.close()
-
-
-def _read_line(process: subprocess.Popen[str], timeout: float) -> str:
-    """The relay's first line, or "" if it says nothing in time (a thread: pipes have no timeout)."""
-    lines: list[str] = []
-    reader = threading.Thread(
-        target=lambda: lines.append(process.stdout.readline() if process.stdout else ""), daemon=True
-    )
-    reader.start()
-    reader.join(timeout)
-    return lines[0].strip() if lines else ""
 
 
 class EchoServer:

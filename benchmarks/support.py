@@ -15,6 +15,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -200,3 +201,28 @@ def once_more_on_failure(what: str, measure: Callable[[], T]) -> T:
 def log(message: str) -> None:
     """Progress on stderr: the run takes minutes, and stdout may be the results table."""
     print(message, file=sys.stderr, flush=True)
+
+
+def read_line(process: subprocess.Popen[str], timeout: float) -> str:
+    """The process's next stdout line, or "" if it printed none within ``timeout`` seconds (a
+    thread: pipes have no timeout)."""
+    line: list[str] = []
+    reader = threading.Thread(
+        target=lambda: line.append(process.stdout.readline() if process.stdout else ""), daemon=True
+    )
+    reader.start()
+    reader.join(timeout)
+    return line[0] if line else ""
+
+
+def end_when_stdin_closes(process: subprocess.Popen[str], timeout: float = 60) -> None:
+    """End a helper process that exits once its stdin closes; stopped if it does not in time."""
+    with contextlib.suppress(OSError):
+        if process.stdin is not None:
+            process.stdin.close()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        stop_pid(process.pid)
+    if process.stdout is not None:
+        process.stdout.close()
